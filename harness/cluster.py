@@ -1,0 +1,160 @@
+"""Everything a test session runs on: servers, the controller, and reusable workers.
+
+Servers are the harness's own (free loopback ports, a temp dir) unless a URL in the
+environment points at an existing one: ``SUITE_BROKER_URL``, ``SUITE_CACHE_REDIS_URL``,
+``SUITE_MEMCACHED`` (host:port), ``SUITE_PG_DSN``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from harness import expiry, procs
+from harness.controller import Controller
+from harness.errors import HarnessError
+from harness.servers import Memcached, Postgres, RedisServer
+from harness.workers import ROOT, Worker, WorkerSpec
+
+
+def _reachable(url_or_address: str, what: str, env_name: str) -> None:
+    if "://" in url_or_address:
+        parsed = urlparse(url_or_address)
+        host, port = parsed.hostname or "127.0.0.1", parsed.port or 0
+    else:
+        host, _, p = url_or_address.rpartition(":")
+        port = int(p)
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+    except OSError as exc:
+        raise HarnessError(
+            f"{what} at {url_or_address} is unreachable ({exc.strerror or exc}): "
+            f"start it, or unset {env_name} to let the harness start its own"
+        ) from None
+
+
+class Cluster:
+    def __init__(self, run_dir: Path | None = None) -> None:
+        self._own_dir = run_dir is None
+        self.run_dir = run_dir or Path(tempfile.mkdtemp(prefix="celery-suite-"))
+        self.controller = Controller()
+        self.servers: list[Any] = []
+        self.env: dict[str, str] = {}
+        self.workers: dict[WorkerSpec, Worker] = {}
+        self._examples = 0
+        self._app: Any = None
+
+    # --- start / stop --------------------------------------------------------------------
+
+    def start(self) -> Cluster:
+        procs.install_cleanup()
+        env = {
+            "SUITE_CONTROL": "{}:{}".format(*self.controller.address),
+            "SUITE_RUN_DIR": str(self.run_dir),
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+            ),
+        }
+        env["SUITE_BROKER_URL"] = self._redis("SUITE_BROKER_URL", "the broker Redis")
+        env["SUITE_CACHE_REDIS_URL"] = self._redis("SUITE_CACHE_REDIS_URL", "the cache Redis")
+        if addr := os.environ.get("SUITE_MEMCACHED"):
+            _reachable(addr, "memcached", "SUITE_MEMCACHED")
+        else:
+            mc = Memcached(self.run_dir)
+            mc.start()
+            self.servers.append(mc)
+            addr = mc.address
+        env["SUITE_MEMCACHED"] = addr
+        if dsn := os.environ.get("SUITE_PG_DSN"):
+            _reachable(dsn, "PostgreSQL", "SUITE_PG_DSN")
+        else:
+            pg = Postgres(self.run_dir)
+            pg.start()
+            self.servers.append(pg)
+            dsn = pg.dsn()
+        env["SUITE_PG_DSN"] = dsn
+        self.env = {**os.environ, **env}
+        # The test process uses the same Django settings to create tables, read the
+        # invoice store and expire database-cache rows.
+        os.environ.update(env)
+        from tasks import django_setup
+
+        django_setup.configure()
+        django_setup.create_tables()
+        return self
+
+    def _redis(self, env_name: str, what: str) -> str:
+        if url := os.environ.get(env_name):
+            _reachable(url, what, env_name)
+            return url
+        server = RedisServer(self.run_dir / env_name.lower())
+        server.start()
+        self.servers.append(server)
+        return str(server.url(0))
+
+    def stop(self) -> None:
+        for worker in self.workers.values():
+            worker.stop()
+        self.workers.clear()
+        for server in reversed(self.servers):
+            server.stop()
+        self.servers.clear()
+        self.controller.close()
+        if self._own_dir:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def __enter__(self) -> Cluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- workers and tasks -------------------------------------------------------------
+
+    def worker(self, spec: WorkerSpec) -> Worker:
+        """A ready worker for ``spec``, started on first use and reused afterwards."""
+        worker = self.workers.get(spec)
+        if worker is None:
+            worker = self.workers[spec] = Worker(spec, self.controller, self.env, self.run_dir)
+        if not worker.alive() or not worker.ready():
+            if worker.alive():
+                worker.kill_main()
+            worker.start()
+        return worker
+
+    @property
+    def app(self) -> Any:
+        if self._app is None:
+            from tasks.app import app
+
+            self._app = app
+        return self._app
+
+    def send(self, worker: Worker, name: str, spec: dict[str, Any]) -> None:
+        self.app.send_task(name, args=[spec], queue=worker.queue)
+
+    def next_example(self) -> int:
+        self._examples += 1
+        return self._examples
+
+    # --- the expiry move -----------------------------------------------------------------
+
+    def expire(self, key: str) -> list[str]:
+        from django.conf import settings
+
+        done = expiry.expire_redis(self.env["SUITE_CACHE_REDIS_URL"], key)
+        done += expiry.expire_memcached(self.env["SUITE_MEMCACHED"], key)
+        for alias in ("db-sqlite", "db-postgres"):
+            if alias in settings.CACHES:
+                done += expiry.expire_db_cache(alias, key)
+        return done
+
+    def invoices(self, order: str) -> int:
+        from tasks.invoices.models import Invoice
+
+        return int(Invoice.objects.filter(order=order).count())

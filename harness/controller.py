@@ -1,0 +1,326 @@
+"""The controller: the test-process end of the control channel.
+
+Every worker process keeps an *agent* connection (hello on start, EOF on death); every
+thread that runs an execution keeps an *execution* connection on which it parks at each
+scheduling point. A reader thread only turns bytes into events; the caller's thread
+applies them, so all state below is touched by one thread and every decision (which
+execution to release, when the system is quiescent) is made there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import select
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from harness.errors import HarnessError, HarnessTimeout
+from model import history as h
+
+# A wait this long means something is wrong (a lost message, a dead worker, a statement
+# blocked on a lock held by a parked execution); it is never part of a scenario.
+DEFAULT_TIMEOUT = 30.0
+
+
+@dataclass
+class Proc:
+    """A worker process that said hello."""
+
+    pid: int
+    worker: str
+    role: str  # main | child
+    index: int | None
+    name: str  # w1, w1.c2, w1.c2' after a respawn
+    conn: int
+    alive: bool = True
+    paused: bool = False
+
+
+@dataclass
+class Execution:
+    id: str  # t1, t1#2 for a second run of the same task
+    task: str
+    pid: int
+    process: str
+    conn: int
+    state: str = "parked"  # parked | running | done | dead
+    point: str = "start"
+    acquired: bool = False
+    released: bool = False
+    lease_epoch: int = -1  # expiries seen when the lease was taken
+
+
+class Controller:
+    def __init__(self) -> None:
+        self._server = socket.create_server(("127.0.0.1", 0), backlog=512)
+        self.address = self._server.getsockname()
+        self._events: queue.SimpleQueue[tuple[int, dict[str, Any] | None]] = queue.SimpleQueue()
+        self._socks: dict[int, socket.socket] = {}
+        self._next_conn = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="suite-controller", daemon=True)
+        self._thread.start()
+
+        self.clock = 0.0  # virtual seconds added by expiry moves
+        self.procs: dict[int, Proc] = {}
+        self.executions: dict[str, Execution] = {}
+        self.history = h.History()
+        self.aliases: dict[str, str] = {}  # celery worker name -> display alias (w1)
+        self.expiries = 0
+        self._accepting: set[str] = set()  # tasks the current example submitted
+        self._attempts: dict[str, int] = {}
+        self._conn_exec: dict[int, str] = {}
+        self._conn_pid: dict[int, int] = {}
+        self._generations: dict[tuple[str, str, int | None], int] = {}
+        self._deferred: list[tuple[int, dict[str, Any]]] = []
+        self.anomalies: list[str] = []
+
+    # --- reader thread -------------------------------------------------------------
+
+    def _loop(self) -> None:
+        sel = selectors.DefaultSelector()
+        self._server.setblocking(False)
+        sel.register(self._server, selectors.EVENT_READ, None)
+        buffers: dict[int, bytes] = {}
+        while not self._stop.is_set():
+            for key, _ in sel.select(timeout=0.2):
+                if key.data is None:
+                    try:
+                        sock, _addr = self._server.accept()
+                    except BlockingIOError:
+                        continue
+                    sock.setblocking(False)
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    cid = self._next_conn
+                    self._next_conn += 1
+                    self._socks[cid] = sock
+                    buffers[cid] = b""
+                    sel.register(sock, selectors.EVENT_READ, cid)
+                    continue
+                cid = key.data
+                sock = self._socks[cid]
+                try:
+                    chunk = sock.recv(65536)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    sel.unregister(sock)
+                    sock.close()
+                    self._events.put((cid, None))
+                    continue
+                data = buffers[cid] + chunk
+                *lines, buffers[cid] = data.split(b"\n")
+                for line in lines:
+                    if line:
+                        self._events.put((cid, json.loads(line)))
+        sel.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self._server.close()
+        for sock in list(self._socks.values()):
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    # --- applying events (caller's thread) ----------------------------------------------
+
+    def pump(self, timeout: float) -> bool:
+        """Apply one event if one arrives within ``timeout``; False if none did."""
+        try:
+            cid, msg = self._events.get(timeout=timeout)
+        except queue.Empty:
+            return False
+        self._apply(cid, msg)
+        return True
+
+    def drain(self) -> None:
+        """Apply every event that has already arrived."""
+        while self.pump(0):
+            pass
+
+    def wait(
+        self,
+        done: Callable[[], bool],
+        what: str,
+        timeout: float = DEFAULT_TIMEOUT,
+        check: Callable[[], None] | None = None,
+    ) -> None:
+        """Apply events until ``done()``; ``check()`` may raise to stop early."""
+        deadline = time.monotonic() + timeout
+        while not done():
+            if check is not None:
+                check()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise HarnessTimeout(
+                    f"timed out after {timeout:.0f}s waiting for {what}; "
+                    f"executions: {self.describe()}"
+                )
+            self.pump(min(left, 0.5))
+
+    def _apply(self, cid: int, msg: dict[str, Any] | None) -> None:
+        if msg is None:
+            self._closed(cid)
+            return
+        kind = msg.get("t")
+        if kind == "hello":
+            self._hello(cid, msg)
+        elif kind == "start":
+            self._start(cid, msg)
+        else:
+            x = self._conn_exec.get(cid)
+            ex = self.executions.get(x) if x else None
+            if ex is None:
+                return  # a message from an execution of an earlier example
+            if kind == "point":
+                ex.state, ex.point = "parked", msg["p"]
+                self.history.append(h.Point(ex.id, msg["p"]))
+            elif kind == "rec":
+                self._record(ex, msg)
+            elif kind == "end":
+                ex.state = "done"
+                self.history.append(h.Finished(ex.id, msg["status"], msg.get("error")))
+                del self._conn_exec[cid]
+
+    def _hello(self, cid: int, msg: dict[str, Any]) -> None:
+        worker, role, index = msg["worker"], msg["role"], msg.get("index")
+        alias = self.aliases.get(worker, worker)
+        gen_key = (worker, role, index)
+        gen = self._generations.get(gen_key, 0)
+        self._generations[gen_key] = gen + 1
+        base = alias if role == "main" else f"{alias}.c{(index or 0) + 1}"
+        proc = Proc(msg["pid"], worker, role, index, base + "'" * gen, cid)
+        self.procs[proc.pid] = proc
+        self._conn_pid[cid] = proc.pid
+        deferred, self._deferred = self._deferred, []
+        for item in deferred:
+            self._start(*item)
+
+    def _start(self, cid: int, msg: dict[str, Any]) -> None:
+        task = msg["x"]
+        if task not in self._accepting:
+            self._reply(cid, {"stale": True, "why": f"{task} is not part of this example"})
+            return
+        pid = msg["pid"]
+        if pid not in self.procs:  # its hello is still in flight on the agent connection
+            self._deferred.append((cid, msg))
+            return
+        n = self._attempts.get(task, 0) + 1
+        self._attempts[task] = n
+        x = task if n == 1 else f"{task}#{n}"
+        proc = self.procs[pid]
+        self.executions[x] = Execution(x, task, pid, proc.name, cid)
+        self._conn_exec[cid] = x
+        self.history.append(h.Started(x, task, proc.name))
+
+    def _record(self, ex: Execution, msg: dict[str, Any]) -> None:
+        k = msg["k"]
+        if k == "acq":
+            self.history.append(h.AcquireBegin(ex.id, msg["key"]))
+        elif k == "acq_end":
+            ok = bool(msg["acquired"])
+            if ok:
+                ex.acquired, ex.lease_epoch = True, self.expiries
+            self.history.append(h.AcquireEnd(ex.id, msg["key"], ok, msg.get("error")))
+        elif k == "rel":
+            self.history.append(h.ReleaseBegin(ex.id, msg["key"]))
+        elif k == "rel_end":
+            ex.released = True
+            self.history.append(h.ReleaseEnd(ex.id, msg["key"], msg.get("error")))
+        elif k == "invoice":
+            self.history.append(h.InvoiceCreated(ex.id, msg["order"]))
+        else:
+            self.anomalies.append(f"unknown record {k!r} from {ex.id}")
+
+    def _closed(self, cid: int) -> None:
+        self._socks.pop(cid, None)
+        pid = self._conn_pid.pop(cid, None)
+        if pid is not None and pid in self.procs:
+            self.procs[pid].alive = False
+        x = self._conn_exec.pop(cid, None)
+        if x is not None and x in self.executions:
+            ex = self.executions[x]
+            if ex.state != "done":
+                ex.state = "dead"
+
+    def _reply(self, cid: int, msg: dict[str, Any]) -> None:
+        sock = self._socks.get(cid)
+        if sock is None:
+            return
+        data = json.dumps(msg).encode() + b"\n"
+        # The socket stays non-blocking (the reader thread owns its reads); a reply
+        # is a few dozen bytes, so waiting for room is the rare case.
+        with contextlib.suppress(OSError):  # the process died; its EOF is on the way
+            while data:
+                try:
+                    data = data[sock.send(data) :]
+                except BlockingIOError:
+                    select.select([], [sock], [], 5.0)
+
+    # --- the moves' primitives --------------------------------------------------------
+
+    def begin_example(self) -> h.History:
+        # Names restart per example: the processes alive now get plain names (w1.c2)
+        # and only a respawn within this example adds a prime (w1.c2').
+        self.forget_dead()
+        self._generations = {}
+        for p in self.procs.values():
+            key = (p.worker, p.role, p.index)
+            self._generations[key] = 1
+            alias = self.aliases.get(p.worker, p.worker)
+            p.name = alias if p.role == "main" else f"{alias}.c{(p.index or 0) + 1}"
+        self.history = h.History()
+        self.executions = {}
+        self._accepting = set()
+        self._attempts = {}
+        self.expiries = 0
+        self.anomalies = []
+        return self.history
+
+    def accept(self, task: str) -> None:
+        self._accepting.add(task)
+
+    def release(self, x: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Let a parked execution run to its next point (or its end)."""
+        ex = self.executions[x]
+        if ex.state != "parked":
+            raise HarnessError(f"cannot release {x}: it is {ex.state}")
+        ex.state = "running"
+        self._reply(ex.conn, {"go": True, "clock": self.clock})
+        self.wait(lambda: ex.state != "running", f"{x} to reach its next scheduling point", timeout)
+
+    def started(self, task: str) -> Execution | None:
+        for ex in self.executions.values():
+            if ex.task == task and ex.state != "dead":
+                return ex
+        return None
+
+    def live(self) -> list[Execution]:
+        return [e for e in self.executions.values() if e.state in ("parked", "running")]
+
+    def procs_of(self, worker: str) -> list[Proc]:
+        return [p for p in self.procs.values() if p.worker == worker and p.alive]
+
+    def process_named(self, name: str) -> Proc:
+        for p in self.procs.values():
+            if p.name == name and p.alive:
+                return p
+        raise HarnessError(f"no live process named {name}")
+
+    def forget_dead(self) -> None:
+        """Drop processes known to be gone (keeps the table small across examples)."""
+        self.procs = {pid: p for pid, p in self.procs.items() if p.alive}
+
+    def describe(self) -> str:
+        parts = [f"{e.id}@{e.process}:{e.state}:{e.point}" for e in self.executions.values()]
+        return ", ".join(parts) or "none"

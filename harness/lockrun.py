@@ -1,0 +1,188 @@
+"""One lock scenario on real workers, with the interleaving chosen move by move.
+
+The runner waits for quiescence (every live execution parked, every submitted task
+started), computes the *enabled* moves from logical state only — sorted, named by
+execution, never by pid — and asks ``choose`` for one. Hypothesis is one chooser; a
+replay list is another. Moves:
+
+    submit         send the next task (only when a pool slot is free, so it starts now)
+    step tN        let tN run to its next scheduling point
+    kill tN        SIGKILL tN's process (a prefork child; the whole worker otherwise)
+    pause tN       SIGSTOP tN's process          resume tN   SIGCONT it
+    expire         the lock's TTL elapses now (servers expire the entries; the
+                   virtual clock jumps past the TTL)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from harness.cluster import Cluster
+from harness.controller import Execution, Proc
+from harness.errors import HarnessError
+from harness.workers import Worker, WorkerSpec
+from model import history as h
+from model.config import LockConfig
+
+Chooser = Callable[[list[str]], str]
+
+MAX_KILLS = 2
+MAX_PAUSES = 2
+MAX_EXPIRIES = 2
+MAX_MOVES = 800
+TTL = 3600.0  # never elapses by itself during a scenario: only the expire move ends a lease
+
+
+def _natural(x: str) -> tuple[int, int]:
+    m = re.fullmatch(r"t(\d+)(?:#(\d+))?", x)
+    return (int(m.group(1)), int(m.group(2) or 1)) if m else (10**9, 0)
+
+
+@dataclass
+class LockRun:
+    """The outcome of one scenario: what happened and the moves that made it happen."""
+
+    config: LockConfig
+    tasks: int
+    history: h.History
+    moves: list[str] = field(default_factory=list)
+    order: str = ""
+    key: str = ""
+
+
+class LockRunner:
+    def __init__(self, cluster: Cluster, config: LockConfig, allowed: frozenset[str]) -> None:
+        self.cluster = cluster
+        self.config = config
+        self.allowed = allowed
+        self.spec = WorkerSpec(config.pool, config.concurrency)
+        self.capacity = 1 if config.pool == "solo" else config.concurrency
+
+    def run(self, tasks: int, choose: Chooser) -> LockRun:
+        worker = self.cluster.worker(self.spec)
+        ctl = self.cluster.controller
+        ctl.forget_dead()
+        n = self.cluster.next_example()
+        run = LockRun(self.config, tasks, ctl.begin_example(), order=f"o{n}", key=f"invoice:{n}")
+        self._counts = {"submit": 0, "kill": 0, "pause": 0, "expire": 0}
+        self._acquiring_since_expiry = False
+        try:
+            while enabled := self.enabled(worker, tasks):
+                if len(run.moves) >= MAX_MOVES:
+                    raise HarnessError(f"scenario did not finish within {MAX_MOVES} moves")
+                move = choose(enabled)
+                run.moves.append(move)
+                self.apply(worker, run, move)
+        finally:
+            self._cleanup(worker)
+        run.history.append(h.InvoiceCount(run.order, self.cluster.invoices(run.order)))
+        if ctl.anomalies:
+            raise HarnessError("control channel anomalies: " + "; ".join(ctl.anomalies))
+        return run
+
+    # --- enabled moves -------------------------------------------------------------------
+
+    def _proc(self, ex: Execution) -> Proc:
+        return self.cluster.controller.procs[ex.pid]
+
+    def enabled(self, worker: Worker, tasks: int) -> list[str]:
+        ctl = self.cluster.controller
+        live = sorted(ctl.live(), key=lambda e: _natural(e.id))
+        parked = [e for e in live if e.state == "parked"]
+        free = [e for e in parked if not self._proc(e).paused]
+        paused = [e for e in parked if self._proc(e).paused]
+        if not live and self._counts["submit"] >= tasks:
+            return []  # every task submitted and ended: the scenario is over
+        moves = [f"step {e.id}" for e in free]
+        main_paused = any(p.paused for p in worker.processes() if p.role == "main")
+        if self._counts["submit"] < tasks and len(live) < self.capacity and not main_paused:
+            moves.append("submit")
+        seen: set[int] = set()
+        for e in paused:  # one resume per paused process, named by its first execution
+            if e.pid not in seen:
+                seen.add(e.pid)
+                moves.append(f"resume {e.id}")
+        if (
+            "expire" in self.allowed
+            and self._counts["expire"] < MAX_EXPIRIES
+            and self._acquiring_since_expiry
+        ):
+            moves.append("expire")
+        if "pause" in self.allowed and self._counts["pause"] < MAX_PAUSES:
+            moves += [f"pause {e.id}" for e in free]
+        if "kill" in self.allowed and self._counts["kill"] < MAX_KILLS:
+            moves += [f"kill {e.id}" for e in parked]
+        return moves
+
+    # --- applying a move -----------------------------------------------------------------
+
+    def apply(self, worker: Worker, run: LockRun, move: str) -> None:
+        ctl = self.cluster.controller
+        verb, _, target = move.partition(" ")
+        if verb == "submit":
+            self._counts["submit"] += 1
+            task = f"t{self._counts['submit']}"
+            ctl.accept(task)
+            run.history.append(h.Submitted(task))
+            spec = {
+                "execution": task, "task": task, "key": run.key, "order": run.order,
+                "ttl": TTL, "lock": self.config.lock,
+            }  # fmt: skip
+            self.cluster.send(worker, "suite.invoice", spec)
+            ctl.wait(
+                lambda: ctl.started(task) is not None, f"{task} to start on {worker.spec.name}"
+            )
+            return
+        if verb == "expire":
+            self._counts["expire"] += 1
+            self._acquiring_since_expiry = False
+            ctl.expiries += 1
+            ctl.clock += TTL + 1
+            run.history.append(h.Expired(run.key))
+            self.cluster.expire(run.key)
+            return
+        ex = ctl.executions[target]
+        proc = self._proc(ex)
+        if verb == "step":
+            if ex.point.startswith("start"):
+                self._acquiring_since_expiry = True  # it will try the lock before parking
+            ctl.release(target)
+        elif verb == "kill":
+            self._counts["kill"] += 1
+            run.history.append(h.Killed(proc.name))
+            victims = [e for e in ctl.live() if e.pid == proc.pid]
+            if proc.role == "child":
+                worker.kill_child(proc)
+            else:
+                worker.kill_main()
+            ctl.wait(lambda: all(e.state == "dead" for e in victims), f"{proc.name} to go")
+            if proc.role == "main":
+                worker.start()
+                run.history.append(h.Restarted(worker.alias))
+        elif verb == "pause":
+            self._counts["pause"] += 1
+            run.history.append(h.Paused(proc.name))
+            worker.pause(proc)
+        elif verb == "resume":
+            run.history.append(h.Resumed(proc.name))
+            worker.resume(proc)
+        else:
+            raise HarnessError(f"unknown move {move!r}")
+
+    def _cleanup(self, worker: Worker) -> None:
+        """Leave the worker idle for the next example, whatever happened in this one."""
+        ctl = self.cluster.controller
+        try:
+            for p in worker.processes():
+                if p.paused:
+                    worker.resume(p)
+            for _ in range(MAX_MOVES):
+                parked = [e for e in ctl.live() if e.state == "parked"]
+                if not parked:
+                    break
+                ctl.release(min(parked, key=lambda e: _natural(e.id)).id)
+            ctl.wait(lambda: not ctl.live(), "the last executions to end")
+        except HarnessError:
+            worker.restart()

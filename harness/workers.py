@@ -1,0 +1,140 @@
+"""Real ``celery worker`` processes: start, wait ready, kill, pause, restart.
+
+A worker is started once per (pool, concurrency) and reused across examples; it consumes
+its own queue so a task goes exactly to the worker the scenario meant.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import procs
+from harness.controller import Controller, Proc
+from harness.errors import HarnessError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    pool: str
+    concurrency: int
+    acks_late: bool = False
+    reject_on_worker_lost: bool = False
+
+    @property
+    def name(self) -> str:
+        flags = ("-late" if self.acks_late else "") + (
+            "-requeue" if self.reject_on_worker_lost else ""
+        )
+        return f"{self.pool}{self.concurrency}{flags}"
+
+    @property
+    def children(self) -> int:
+        """Pool child processes that must say hello before the worker counts as ready."""
+        return self.concurrency if self.pool == "prefork" else 0
+
+
+class Worker:
+    def __init__(
+        self, spec: WorkerSpec, controller: Controller, env: dict[str, str], run_dir: Path
+    ) -> None:
+        self.spec = spec
+        self.controller = controller
+        self.queue = f"q-{spec.name}"
+        self.hostname = f"{spec.name}@localhost"
+        self.alias = "w1"
+        self._env = env
+        self._log = run_dir / f"worker-{spec.name}.log"
+        self._managed: procs.Managed | None = None
+        controller.aliases[self.hostname] = self.alias
+
+    def start(self, timeout: float = 60.0) -> None:
+        env = dict(self._env)
+        env.update(
+            SUITE_WORKER=self.hostname,
+            SUITE_ACKS_LATE="1" if self.spec.acks_late else "0",
+            SUITE_REJECT_ON_WORKER_LOST="1" if self.spec.reject_on_worker_lost else "0",
+        )
+        argv = [
+            sys.executable, "-m", "celery", "-A", "tasks.app", "worker",
+            "-P", self.spec.pool, "-c", str(self.spec.concurrency), "-Q", self.queue,
+            "-n", self.hostname, "-O", "fair", "-l", "WARNING",
+            "--without-gossip", "--without-mingle", "--without-heartbeat",
+        ]  # fmt: skip
+        self._managed = procs.spawn(
+            argv, name=f"worker {self.spec.name}", env=env, cwd=str(ROOT), log_path=str(self._log)
+        )
+        managed = self._managed
+
+        def died() -> None:
+            if not managed.alive():
+                raise HarnessError(
+                    f"celery worker {self.spec.name} exited during start-up "
+                    f"(log {self._log}):\n{managed.log_tail()}"
+                )
+
+        self.controller.wait(
+            self.ready, f"worker {self.spec.name} to start", timeout=timeout, check=died
+        )
+
+    def ready(self) -> bool:
+        ps = self.processes()
+        main = [p for p in ps if p.role == "main"]
+        kids = [p for p in ps if p.role == "child"]
+        return len(main) == 1 and len(kids) >= self.spec.children
+
+    def processes(self) -> list[Proc]:
+        return self.controller.procs_of(self.hostname)
+
+    def main(self) -> Proc:
+        for p in self.processes():
+            if p.role == "main":
+                return p
+        raise HarnessError(f"worker {self.spec.name} has no live main process")
+
+    def alive(self) -> bool:
+        return self._managed is not None and self._managed.alive()
+
+    def kill_child(self, proc: Proc) -> None:
+        """SIGKILL one pool child; wait until it is gone and the pool has replaced it."""
+        os.kill(proc.pid, signal.SIGKILL)
+        self.controller.wait(lambda: not proc.alive, f"{proc.name} to die")
+        self.controller.wait(
+            lambda: any(p.role == "child" and p.index == proc.index for p in self.processes()),
+            f"the pool to replace {proc.name}",
+        )
+
+    def kill_main(self) -> None:
+        """SIGKILL the main process and everything in its process group."""
+        if self._managed is None:
+            return
+        ps = self.processes()
+        self._managed.kill_group()
+        self.controller.wait(
+            lambda: not any(p.alive for p in ps), f"worker {self.spec.name}'s processes to die"
+        )
+
+    def restart(self) -> None:
+        self.kill_main()
+        self.start()
+
+    def pause(self, proc: Proc) -> None:
+        os.kill(proc.pid, signal.SIGSTOP)
+        proc.paused = True
+
+    def resume(self, proc: Proc) -> None:
+        os.kill(proc.pid, signal.SIGCONT)
+        proc.paused = False
+
+    def stop(self) -> None:
+        if self._managed is not None:
+            for p in self.processes():
+                if p.paused:
+                    self.resume(p)
+            self._managed.stop(timeout=10)
+            self._managed = None

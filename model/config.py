@@ -1,0 +1,112 @@
+"""Scenario configuration and the catalogue of built-in locks the model knows.
+
+A lock is named either by a built-in name (``cookbook-redis``) or by a plug-in path
+(``pkg.mod:make_lock``). The model can predict outcomes only for built-in locks; for a
+plug-in it checks the invariants alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+Pool = Literal["prefork", "threads", "solo"]
+POOLS: tuple[Pool, ...] = ("prefork", "threads", "solo")
+
+# Where a lock's state lives.
+#   process: a private dict per OS process (Django LocMemCache: ``_caches`` is a module
+#            global, django/core/cache/backends/locmem.py), shared by the threads of
+#            that process only.
+#   server:  one copy on a server every process talks to.
+Scope = Literal["process", "server"]
+
+# How ``acquire`` decides.
+#   atomic:         one server-side test-and-set (Redis SET NX PX, memcached ADD,
+#                   LocMemCache.add under its per-process lock).
+#   select-write:   Django DatabaseCache.add: SELECT the row, then INSERT (row absent)
+#                   or UPDATE (row present but expired) in one transaction
+#                   (django/core/cache/backends/db.py ``_base_set``); a DatabaseError
+#                   makes it return False.
+Acquire = Literal["atomic", "select-write"]
+
+# How ``release`` decides.
+#   unchecked-delete: the cookbook deletes the key with no ownership check, but only
+#                     if its own clock says the lease has not run out
+#                     (docs/tutorials/task-cookbook.rst "Ensuring a task is only
+#                     executed one at a time"). The clock check and the delete are two
+#                     steps.
+#   token-checked:    compare-and-delete in one Lua script; a lost lease raises
+#                     LockNotOwnedError (redis/lock.py ``LUA_RELEASE_SCRIPT``).
+Release = Literal["unchecked-delete", "token-checked"]
+
+Database = Literal["sqlite", "postgres"]
+
+
+@dataclass(frozen=True)
+class LockSemantics:
+    backend: str
+    scope: Scope
+    acquire: Acquire
+    release: Release
+    database: Database | None = None
+    expired_row_stays: bool = False  # an expired DB cache row is kept until overwritten
+
+
+BUILTIN_LOCKS: dict[str, LockSemantics] = {
+    "cookbook-locmem": LockSemantics("locmem", "process", "atomic", "unchecked-delete"),
+    "cookbook-db-sqlite": LockSemantics(
+        "db-sqlite", "server", "select-write", "unchecked-delete", "sqlite", True
+    ),
+    "cookbook-db-postgres": LockSemantics(
+        "db-postgres", "server", "select-write", "unchecked-delete", "postgres", True
+    ),
+    "cookbook-memcached": LockSemantics("memcached", "server", "atomic", "unchecked-delete"),
+    "cookbook-redis": LockSemantics("redis", "server", "atomic", "unchecked-delete"),
+    "redis-py-lock": LockSemantics("redis-py-lock", "server", "atomic", "token-checked"),
+}
+
+
+def is_plugin(lock: str) -> bool:
+    return ":" in lock
+
+
+@dataclass(frozen=True)
+class LockConfig:
+    """What a lock scenario runs on. Workers are shared by every lock with the same
+    pool and concurrency: the lock is a task argument, not a worker setting."""
+
+    lock: str
+    pool: Pool
+    concurrency: int
+    broker: str = "redis"
+
+    def __post_init__(self) -> None:
+        if self.pool not in POOLS:
+            raise ValueError(f"unknown pool {self.pool!r}: choose one of {', '.join(POOLS)}")
+        if not 1 <= self.concurrency <= 4:
+            raise ValueError(f"concurrency {self.concurrency} out of range 1..4")
+        if self.pool == "solo" and self.concurrency != 1:
+            raise ValueError("the solo pool runs one task at a time: concurrency must be 1")
+        if not is_plugin(self.lock) and self.lock not in BUILTIN_LOCKS:
+            known = ", ".join(sorted(BUILTIN_LOCKS))
+            raise ValueError(
+                f"unknown lock {self.lock!r}: use a built-in ({known}) "
+                "or a plug-in path 'pkg.mod:make_lock'"
+            )
+
+    @property
+    def semantics(self) -> LockSemantics | None:
+        return BUILTIN_LOCKS.get(self.lock)
+
+    @property
+    def backend(self) -> str:
+        sem = self.semantics
+        return sem.backend if sem else "plugin"
+
+    def as_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        d["backend"] = self.backend
+        return d
+
+    def label(self) -> str:
+        return f"{self.lock}/{self.pool}/c{self.concurrency}"

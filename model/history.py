@@ -1,0 +1,155 @@
+"""The history: what happened in one scenario, in the order it happened.
+
+Under controlled scheduling only one execution runs between two quiescent states, so
+the history is a total order. The harness appends events as it observes them; the model
+and the checkers read them. Names, not pids: a process is named by its role
+(``w1`` the main worker process, ``w1.c2`` pool child slot 2, a trailing ``'`` per
+respawn), an execution by its task (``t1``) and attempt (``t1#2`` for a second run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, fields
+
+
+@dataclass(frozen=True)
+class Event:
+    def describe(self) -> str:
+        parts = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)]
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+
+# --- the scenario's own moves -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Submitted(Event):
+    task: str
+
+
+@dataclass(frozen=True)
+class Expired(Event):
+    """The lock's TTL elapsed now: every lease on ``key`` taken before this is over."""
+
+    key: str
+
+
+@dataclass(frozen=True)
+class Killed(Event):
+    """SIGKILL of a process; every execution running in it dies with it."""
+
+    process: str
+
+
+@dataclass(frozen=True)
+class Paused(Event):
+    process: str
+
+
+@dataclass(frozen=True)
+class Resumed(Event):
+    process: str
+
+
+@dataclass(frozen=True)
+class Restarted(Event):
+    """A worker came back after its main process died (new processes, fresh memory)."""
+
+    worker: str
+
+
+# --- what executions did --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Started(Event):
+    execution: str
+    task: str
+    process: str
+
+
+@dataclass(frozen=True)
+class Point(Event):
+    """The execution parked at a scheduling point (``cs``, ``redis SET``, ``sql INSERT``)."""
+
+    execution: str
+    name: str
+
+
+@dataclass(frozen=True)
+class AcquireBegin(Event):
+    execution: str
+    key: str
+
+
+@dataclass(frozen=True)
+class AcquireEnd(Event):
+    execution: str
+    key: str
+    acquired: bool
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ReleaseBegin(Event):
+    execution: str
+    key: str
+
+
+@dataclass(frozen=True)
+class ReleaseEnd(Event):
+    execution: str
+    key: str
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class InvoiceCreated(Event):
+    execution: str
+    order: str
+
+
+@dataclass(frozen=True)
+class Finished(Event):
+    """The task body returned (``ok``) or raised (``error``)."""
+
+    execution: str
+    status: str
+    error: str | None = None
+
+
+# --- read back at the end ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InvoiceCount(Event):
+    """The invoice store's row count for ``order`` once every execution has ended."""
+
+    order: str
+    count: int
+
+
+@dataclass
+class History:
+    events: list[Event] = field(default_factory=list)
+
+    def append(self, event: Event) -> None:
+        self.events.append(event)
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(self.events)
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def of(self, kind: type[Event]) -> list[tuple[int, Event]]:
+        return [(i, e) for i, e in enumerate(self.events) if isinstance(e, kind)]
+
+    def process_of(self) -> dict[str, str]:
+        """execution -> the process it ran in."""
+        return {e.execution: e.process for e in self.events if isinstance(e, Started)}
+
+
+def indexed(events: Sequence[Event]) -> list[tuple[int, Event]]:
+    return list(enumerate(events))

@@ -1,0 +1,109 @@
+"""Sessions: tests (CI), suite (the main job), bench, check-lock, replay, lint.
+
+nox -s tests                         unit tests + a bounded property run (ci profile)
+nox -s suite                         every property on the full config matrix
+nox -s bench                         reports/bench.json
+nox -s check-lock -- pkg.mod:make    check your own lock
+nox -s replay -- '<scenario line>'   replay a failure exactly
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["tests"]
+
+PYTHON = "3.11"
+
+
+def _system_packages(session: nox.Session) -> None:
+    """memcached is the one server binary a fresh machine lacks; install it as root."""
+    if shutil.which("memcached"):
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        session.error("memcached not found on PATH: install it with `apt-get install -y memcached`")
+    session.log("installing memcached (apt-get)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "memcached"], check=True, env=env,
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    # The Debian package starts a service on 11211; the suite runs its own.
+    subprocess.run(["service", "memcached", "stop"], check=False, capture_output=True)
+
+
+def _install(session: nox.Session, *extras: str) -> None:
+    _system_packages(session)
+    target = ".[" + ",".join(extras) + "]" if extras else "."
+    session.install("-e", target)
+
+
+def _pytest(session: nox.Session, *args: str) -> None:
+    """pytest; any non-zero exit fails the session, 5 (no tests collected) included."""
+    session.run("pytest", *args)
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Unit tests, harness tests, and every property on the ci matrix (ci profile)."""
+    _install(session)
+    _pytest(session, "tests", "-q", *session.posargs)
+    _pytest(
+        session, "properties", "-q", "--matrix", "ci", "--hypothesis-profile", "ci",
+        "--findings", "reports/findings-ci.json", *session.posargs,
+    )  # fmt: skip
+
+
+@nox.session(python=PYTHON)
+def suite(session: nox.Session) -> None:
+    """The main job: every property on the full matrix; writes reports/findings.json."""
+    _install(session)
+    profile = os.environ.get("SUITE_PROFILE", "dev")
+    _pytest(
+        session, "properties", "-q", "--matrix", "full", "--hypothesis-profile", profile,
+        "--findings", "reports/findings.json", *session.posargs,
+    )  # fmt: skip
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    _install(session)
+    session.run("python", "-m", "properties.bench", *session.posargs)
+
+
+@nox.session(name="check-lock", python=PYTHON)
+def check_lock(session: nox.Session) -> None:
+    """Check a plug-in lock: nox -s check-lock -- pkg.mod:make_lock [more pytest args]."""
+    if not session.posargs or ":" not in session.posargs[0]:
+        session.error("usage: nox -s check-lock -- pkg.mod:make_lock (importable via PYTHONPATH)")
+    _install(session)
+    lock, *rest = session.posargs
+    _pytest(
+        session, "properties/test_locks.py", "-q", "--lock", lock,
+        "--hypothesis-profile", os.environ.get("SUITE_PROFILE", "ci"),
+        "--findings", "reports/check-lock.json", *rest,
+    )  # fmt: skip
+
+
+@nox.session(python=PYTHON)
+def replay(session: nox.Session) -> None:
+    """Replay a scenario line exactly: nox -s replay -- '<scenario>' [--times N]."""
+    if not session.posargs:
+        session.error("usage: nox -s replay -- '<scenario line from a failure>' [--times N]")
+    _install(session)
+    session.run("python", "-m", "properties.replay", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    _install(session, "dev")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy", "model", "tasks", "harness", "properties", "examples")

@@ -1,0 +1,114 @@
+"""Throughput and memory of the loop on real workers: ``nox -s bench``.
+
+Writes ``reports/bench.json``: a list of ``{name, scenarios, seconds, scenarios_per_s,
+peak_rss_mb}``. Each row runs one fixed scenario over and over through the same runner
+the properties use (no Hypothesis: its overhead is not the harness's).
+peak_rss_mb is the largest summed RSS of the test process and every process it started
+(workers, pool children, servers), sampled after each scenario.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+
+from harness.cluster import Cluster
+from harness.lockrun import Chooser, LockRunner
+from harness.workers import WorkerSpec
+from model.config import LockConfig
+
+
+def tree_rss_mb() -> float:
+    me = psutil.Process()
+    total = me.memory_info().rss
+    for child in me.children(recursive=True):
+        with contextlib.suppress(psutil.Error):  # it may have just exited
+            total += child.memory_info().rss
+    return total / 2**20
+
+
+def submit_then_round_robin(cluster: Cluster, kill_at: str | None = None) -> Chooser:
+    """Submit both tasks, then step the lowest parked execution; optionally kill t1
+    when it parks at the point ``kill_at``."""
+    ctl = cluster.controller
+
+    def choose(enabled: list[str]) -> str:
+        if "submit" in enabled:
+            return "submit"
+        t1 = ctl.executions.get("t1")
+        if kill_at and "kill t1" in enabled and t1 is not None and t1.point == kill_at:
+            return "kill t1"
+        return next(m for m in enabled if m.startswith("step"))
+
+    return choose
+
+
+def bench(
+    name: str, cluster: Cluster, config: LockConfig, n: int, allowed: frozenset[str],
+    chooser: Callable[[], Chooser], before: Callable[[], None] | None = None,
+) -> dict[str, object]:  # fmt: skip
+    runner = LockRunner(cluster, config, allowed)
+    runner.run(2, chooser())  # warm: the worker is up and the lock clients are made
+    peak = tree_rss_mb()
+    started = time.perf_counter()
+    for _ in range(n):
+        if before is not None:
+            before()
+        runner.run(2, chooser())
+        peak = max(peak, tree_rss_mb())
+    seconds = time.perf_counter() - started
+    row = {
+        "name": name,
+        "scenarios": n,
+        "seconds": round(seconds, 3),
+        "scenarios_per_s": round(n / seconds, 2),
+        "peak_rss_mb": round(peak, 1),
+    }
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__)
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply scenario counts")
+    parser.add_argument("--out", default="reports/bench.json")
+    args = parser.parse_args(argv)
+
+    def count(k: int) -> int:
+        return max(1, int(k * args.scale))
+
+    config = LockConfig("cookbook-redis", "prefork", 2)
+    rows = []
+    with Cluster() as cluster:
+        rows.append(bench(
+            "lock-redis-2tasks", cluster, config, count(500), frozenset(),
+            lambda: submit_then_round_robin(cluster),
+        ))  # fmt: skip
+        # The kill lands while t1 is inside the critical section; the pool respawns
+        # the child before the next scenario can use the slot.
+        kill_config = LockConfig("cookbook-redis", "prefork", 2)
+        rows.append(bench(
+            "lock-redis-2tasks-kill", cluster, kill_config, count(100), frozenset({"kill"}),
+            lambda: submit_then_round_robin(cluster, kill_at="cs"),
+        ))  # fmt: skip
+        fresh = cluster.worker(WorkerSpec("prefork", 2))
+        rows.append(bench(
+            "baseline-fresh-worker", cluster, config, count(5), frozenset(),
+            lambda: submit_then_round_robin(cluster), before=fresh.restart,
+        ))  # fmt: skip
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rows, indent=2) + "\n")
+    print(f"written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

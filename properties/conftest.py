@@ -1,0 +1,83 @@
+"""Session plumbing for the property runs: options, the cluster, the findings report."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.cluster import Cluster
+from harness.errors import HarnessError
+from model import expectations
+from properties import findings, matrix, profiles
+
+profiles.register()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("celery-suite")
+    group.addoption(
+        "--matrix", default="ci", choices=matrix.MATRICES,
+        help="configs of the built-in locks: ci (bounded) or full (every pool and concurrency)",
+    )  # fmt: skip
+    group.addoption(
+        "--lock", action="append", default=[],
+        help="check a plug-in lock 'pkg.mod:make_lock' instead of the built-ins (repeatable)",
+    )  # fmt: skip
+    group.addoption(
+        "--property", action="append", default=[], choices=sorted(expectations.PROPERTIES),
+        help="only these properties (repeatable; default: all)",
+    )  # fmt: skip
+    group.addoption(
+        "--findings", default="reports/findings.json", help="where to write the findings report"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "lock_config" not in metafunc.fixturenames:
+        return
+    opt = metafunc.config.getoption
+    configs = (
+        [c for lock in opt("lock") for c in matrix.plugin_configs(lock)]
+        if opt("lock")
+        else matrix.builtin_configs(opt("matrix"))
+    )
+    props = opt("property") or list(expectations.PROPERTIES)
+    metafunc.parametrize("lock_config", configs, ids=[c.label() for c in configs])
+    metafunc.parametrize("prop", props)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    try:
+        c = Cluster().start()
+    except HarnessError as exc:
+        pytest.exit(f"cannot start the suite's servers: {exc}", returncode=3)
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[findings.KEY] = findings.Findings(Path(config.getoption("findings")))
+
+
+@pytest.fixture(scope="session")
+def report(request: pytest.FixtureRequest) -> findings.Findings:
+    return request.config.stash[findings.KEY]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    f = terminalreporter.config.stash[findings.KEY]
+    if f.outcomes:
+        terminalreporter.write_sep("=", "findings")
+        terminalreporter.write_line(f.table())
+        terminalreporter.write_line(f"written to {f.path}")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    f = session.config.stash[findings.KEY]
+    if f.outcomes:
+        f.write()

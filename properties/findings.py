@@ -1,0 +1,54 @@
+"""The findings report: property x config -> verdict, as a table and as JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from properties.search import Outcome
+
+
+@dataclass
+class Findings:
+    path: Path
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def add(self, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
+
+    def write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        rows = [o.row() for o in self.outcomes]
+        self.path.write_text(json.dumps(rows, indent=2) + "\n")
+
+    def table(self) -> str:
+        head = ("property", "lock", "pool/c", "model says", "verdict", "examples", "s")
+        rows = [
+            (
+                o.prop, o.config.lock, f"{o.config.pool}/{o.config.concurrency}", o.expected,
+                o.verdict + ("" if o.agrees else "  <-- disagrees"), str(o.examples),
+                f"{o.seconds:.1f}",
+            )
+            for o in self.outcomes
+        ]  # fmt: skip
+        widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+        lines = [
+            "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [head, *rows]
+        ]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        counts: dict[str, int] = {}
+        for o in self.outcomes:
+            counts[o.verdict] = counts.get(o.verdict, 0) + 1
+        summary = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+        shown = [o for o in self.outcomes if o.failure is not None]
+        parts = ["\n".join(lines), f"{len(self.outcomes)} findings: {summary}"]
+        for o in shown:
+            assert o.failure is not None
+            parts.append(o.failure.report())
+        return "\n\n".join(parts)
+
+
+KEY = pytest.StashKey[Findings]()

@@ -1,0 +1,44 @@
+"""Hypothesis settings profiles and the example database.
+
+``dev`` is quick, ``ci`` bounded and derandomized (the same examples every run),
+``nightly`` many examples. Failing examples are kept in ``.hypothesis/`` by default;
+``SUITE_EXAMPLE_DB=redis://...`` shares them through Redis (read-write when ``CI`` is
+set, read-only on a developer's machine, next to the local directory).
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import settings
+from hypothesis.database import (
+    DirectoryBasedExampleDatabase,
+    ExampleDatabase,
+    MultiplexedDatabase,
+    ReadOnlyDatabase,
+)
+
+PROFILES = ("dev", "ci", "nightly")
+
+
+def example_database() -> ExampleDatabase | None:
+    local = DirectoryBasedExampleDatabase(
+        os.environ.get("SUITE_EXAMPLE_DIR", ".hypothesis/examples")
+    )
+    url = os.environ.get("SUITE_EXAMPLE_DB")
+    if not url:
+        return local
+    import redis
+    from hypothesis.extra.redis import RedisExampleDatabase
+
+    shared: ExampleDatabase = RedisExampleDatabase(redis.Redis.from_url(url))
+    if os.environ.get("CI"):
+        return shared
+    return MultiplexedDatabase(local, ReadOnlyDatabase(shared))
+
+
+def register() -> None:
+    db = example_database()
+    settings.register_profile("dev", max_examples=25, database=db)
+    settings.register_profile("ci", max_examples=60, derandomize=True, database=None)
+    settings.register_profile("nightly", max_examples=400, database=db)

@@ -1,0 +1,53 @@
+"""Replay one scenario line exactly: ``nox -s replay -- '<scenario>'``.
+
+Exit status: 1 when the scenario fails (the failure reproduced), 0 when it holds,
+2 when it cannot be replayed (bad line, diverged, harness error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from harness.cluster import Cluster
+from harness.errors import HarnessError
+from properties.scenario import Scenario
+from properties.search import ReplayDiverged, replay
+from properties.timeline import render
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="replay", description=__doc__)
+    parser.add_argument("scenario", help="the scenario line a failure printed")
+    parser.add_argument("--times", type=int, default=1, help="replay N times, compare outcomes")
+    args = parser.parse_args(argv)
+    try:
+        scenario = Scenario.decode(args.scenario)
+    except ValueError as exc:
+        print(f"replay: {exc}", file=sys.stderr)
+        return 2
+    outcomes: list[str] = []
+    try:
+        with Cluster() as cluster:
+            for i in range(args.times):
+                run, failure = replay(cluster, scenario)
+                if i == 0:
+                    print(failure.report() if failure else render(run.history.events))
+                outcomes.append("\n".join(failure.lines) if failure else "holds")
+    except (HarnessError, ReplayDiverged) as exc:
+        print(f"replay: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    distinct = sorted(set(outcomes))
+    if len(distinct) > 1:
+        print(f"NONDETERMINISTIC: {len(distinct)} different outcomes in {args.times} replays:")
+        for d in distinct:
+            print(f"  {outcomes.count(d)}x {d}")
+        return 2
+    verdict = "holds" if distinct == ["holds"] else "FAILS"
+    label = f"{scenario.prop} on {scenario.config.label()}"
+    print(f"\n{label}: {verdict} ({args.times}/{args.times} replays)")
+    return 0 if verdict == "holds" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

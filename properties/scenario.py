@@ -1,0 +1,48 @@
+"""A scenario as one line of text: what the findings print and ``replay`` reads back.
+
+    mutual-exclusion cookbook-locmem prefork/2 tasks=2: submit; step t1; submit; step t2
+
+The config, the property and the exact list of moves; nothing else is needed to run
+it again, so the line is the reproduction.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+
+from model.config import LockConfig, Pool
+
+_FORMAT = re.compile(
+    r"(?P<prop>\S+) (?P<lock>\S+) (?P<pool>\w+)/(?P<c>\d+) tasks=(?P<n>\d+):(?P<moves>.*)"
+)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    prop: str
+    config: LockConfig
+    tasks: int
+    moves: tuple[str, ...]
+
+    def encode(self) -> str:
+        c = self.config
+        head = f"{self.prop} {c.lock} {c.pool}/{c.concurrency} tasks={self.tasks}:"
+        return head + " " + "; ".join(self.moves)
+
+    def command(self) -> str:
+        return f"nox -s replay -- {shlex.quote(self.encode())}"
+
+    @classmethod
+    def decode(cls, text: str) -> Scenario:
+        m = _FORMAT.fullmatch(text.strip())
+        if not m:
+            raise ValueError(
+                "a scenario reads '<property> <lock> <pool>/<concurrency> tasks=<n>: "
+                f"<move>; <move>; ...', got {text!r}"
+            )
+        pool: Pool = m["pool"]  # type: ignore[assignment]  # LockConfig validates it
+        config = LockConfig(m["lock"], pool, int(m["c"]))
+        moves = tuple(s.strip() for s in m["moves"].split(";") if s.strip())
+        return cls(m["prop"], config, int(m["n"]), moves)

@@ -1,0 +1,177 @@
+"""Hypothesis searches a property of one config; the verdict is compared with the model.
+
+Hypothesis draws the number of tasks and then every move from the enabled set the
+runner offers. An invariant violation or a model mismatch fails the example;
+Hypothesis shrinks it, and the minimal scenario comes back as an ``Outcome`` with its
+timeline and the one-line reproduction.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from harness.cluster import Cluster
+from harness.lockrun import LockRun, LockRunner
+from model import expectations
+from model import history as h
+from model.config import LockConfig
+from model.locks import check_lock_model
+from properties.scenario import Scenario
+from properties.timeline import render
+
+TASKS = st.integers(min_value=2, max_value=10)
+
+
+class Failure(Exception):
+    """One failing example: an invariant violated or the model contradicted."""
+
+    def __init__(
+        self, kind: str, scenario: Scenario, run: LockRun, lines: list[str], marks: list[int]
+    ):
+        super().__init__(f"{kind}: " + "; ".join(lines))
+        self.kind, self.scenario, self.run, self.lines, self.marks = (
+            kind,
+            scenario,
+            run,
+            lines,
+            marks,
+        )
+
+    def report(self) -> str:
+        return "\n".join(
+            [
+                f"{self.kind.upper()}: {self.scenario.prop} on {self.scenario.config.label()}",
+                *(f"  {line}" for line in self.lines),
+                "Timeline:",
+                render(self.run.history.events, self.marks),
+                f"Reproduce with: {self.scenario.command()}",
+            ]
+        )
+
+
+def judge(prop: str, config: LockConfig, run: LockRun) -> Failure | None:
+    """The verdict on one run: a model mismatch first, then the property's invariant."""
+    scenario = Scenario(prop, config, run.tasks, tuple(run.moves))
+    events: Sequence[h.Event] = run.history.events
+    if (sem := config.semantics) is not None:
+        mismatches = check_lock_model(sem, events)
+        if mismatches:
+            lines = [
+                f"#{m.index} {m.execution}: expected {m.expected}, observed {m.observed}: {m.why}"
+                for m in mismatches
+            ]
+            return Failure("model mismatch", scenario, run, lines, [m.index for m in mismatches])
+    violations = expectations.PROPERTIES[prop].check(events)
+    if violations:
+        lines = [f"#{v.index} {v.message}" for v in violations]
+        return Failure("invariant violated", scenario, run, lines, [v.index for v in violations])
+    return None
+
+
+@dataclass
+class Outcome:
+    prop: str
+    config: LockConfig
+    expected: str
+    verdict: str  # holds | violated | model mismatch | harness error
+    examples: int
+    seconds: float
+    failure: Failure | None = None
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def agrees(self) -> bool:
+        return self.verdict == self.expected or (
+            self.expected == "unknown" and self.verdict in ("holds", "violated")
+        )
+
+    def row(self) -> dict[str, Any]:
+        f = self.failure
+        return {
+            "property": self.prop,
+            "config": self.config.as_dict(),
+            "expected": self.expected,
+            "verdict": self.verdict,
+            "agrees_with_model": self.agrees,
+            "examples": self.examples,
+            "seconds": round(self.seconds, 2),
+            "why": expectations.why(self.config, self.prop),
+            "counterexample": f.report() if f else None,
+            "scenario": f.scenario.encode() if f else None,
+            "reproduce": f.scenario.command() if f else None,
+            "error": self.error,
+            "notes": self.notes,
+        }
+
+
+def search(cluster: Cluster, config: LockConfig, prop: str) -> Outcome:
+    """Search under the loaded Hypothesis profile (``dev``, ``ci``, ``nightly``)."""
+    spec = expectations.PROPERTIES[prop]
+    runner = LockRunner(cluster, config, frozenset(spec.moves))
+    examples = 0
+
+    def one(data: st.DataObject) -> None:
+        nonlocal examples
+        examples += 1
+        tasks = data.draw(TASKS, label="tasks")
+
+        def choose(enabled: list[str]) -> str:
+            return data.draw(st.sampled_from(enabled))
+
+        run = runner.run(tasks, choose)
+        failure = judge(prop, config, run)
+        if failure is not None:
+            raise failure
+
+    test = settings(
+        deadline=None,
+        report_multiple_bugs=False,
+        suppress_health_check=list(HealthCheck),
+        print_blob=False,
+    )(given(st.data())(one))
+    # One example-database entry per (property, config), not one shared by all.
+    test._hypothesis_internal_add_digest = f"{prop}|{config.label()}".encode()  # type: ignore[attr-defined]
+    expected = expectations.expected(config, prop)
+    started = time.monotonic()
+    try:
+        test()
+    except Failure as failure:
+        verdict = "violated" if failure.kind == "invariant violated" else "model mismatch"
+        return Outcome(
+            prop, config, expected, verdict, examples, time.monotonic() - started, failure
+        )
+    except Exception as exc:  # a harness error is a verdict too, never a pass
+        return Outcome(
+            prop, config, expected, "harness error", examples, time.monotonic() - started,
+            error=f"{type(exc).__name__}: {exc}",
+        )  # fmt: skip
+    return Outcome(prop, config, expected, "holds", examples, time.monotonic() - started)
+
+
+def replay(cluster: Cluster, scenario: Scenario) -> tuple[LockRun, Failure | None]:
+    """Run exactly the scenario's moves; a move that is not enabled is a divergence."""
+    spec = expectations.PROPERTIES[scenario.prop]
+    runner = LockRunner(cluster, scenario.config, frozenset(spec.moves))
+    queue = list(scenario.moves)
+
+    def choose(enabled: list[str]) -> str:
+        if not queue:
+            raise ReplayDiverged(f"the scenario ran out of moves; enabled now: {enabled}")
+        move = queue.pop(0)
+        if move not in enabled:
+            raise ReplayDiverged(f"move {move!r} is not enabled; enabled: {enabled}")
+        return move
+
+    run = runner.run(scenario.tasks, choose)
+    return run, judge(scenario.prop, scenario.config, run)
+
+
+class ReplayDiverged(Exception):
+    pass

@@ -1,0 +1,56 @@
+"""A history as a timeline a person can read: who did what, at which point."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from model import history as h
+
+
+def _line(e: h.Event, where: dict[str, str]) -> tuple[str, str]:
+    match e:
+        case h.Submitted(task=t):
+            return "-", f"submit {t}"
+        case h.Started(execution=x, process=p):
+            return x, f"starts in {p}"
+        case h.Point(execution=x, name=n):
+            return x, f"  at {n}"
+        case h.AcquireBegin(execution=x, key=k):
+            return x, f"acquire {k} ..."
+        case h.AcquireEnd(execution=x, acquired=ok, error=err):
+            return x, f"acquire -> {'ACQUIRED' if ok else 'refused'}" + (f" ({err})" if err else "")
+        case h.ReleaseBegin(execution=x):
+            return x, "release ..."
+        case h.ReleaseEnd(execution=x, error=err):
+            return x, "release -> " + (f"ERROR {err}" if err else "done")
+        case h.InvoiceCreated(execution=x, order=o):
+            return x, f"INVOICE created for {o}"
+        case h.Finished(execution=x, status=s, error=err):
+            return x, f"ends {s}" + (f" ({err})" if err else "")
+        case h.Expired(key=k):
+            return "-", f"EXPIRE {k} (its TTL elapses now)"
+        case h.Killed(process=p):
+            return "-", f"KILL {p} (SIGKILL)"
+        case h.Paused(process=p):
+            return "-", f"PAUSE {p} (SIGSTOP)"
+        case h.Resumed(process=p):
+            return "-", f"RESUME {p} (SIGCONT)"
+        case h.Restarted(worker=w):
+            return "-", f"worker {w} restarted"
+        case h.InvoiceCount(order=o, count=c):
+            return "-", f"invoices for {o}: {c}"
+    return "-", e.describe()
+
+
+def render(events: Sequence[h.Event], marks: Iterable[int] = ()) -> str:
+    """One line per event; ``marks`` flags the events a verdict points at."""
+    marked = set(marks)
+    where = {e.execution: e.process for e in events if isinstance(e, h.Started)}
+    rows = []
+    for i, e in enumerate(events):
+        who, what = _line(e, where)
+        if who != "-" and who in where:
+            who = f"{who}@{where[who]}"
+        flag = ">>" if i in marked else "  "
+        rows.append(f"{flag}{i:>4}  {who:<12} {what}")
+    return "\n".join(rows)
