@@ -7,6 +7,7 @@ environment points at an existing one: ``SUITE_BROKER_URL``, ``SUITE_CACHE_REDIS
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -46,6 +47,8 @@ class Cluster:
         self.servers: list[Any] = []
         self.env: dict[str, str] = {}
         self.workers: dict[WorkerSpec, Worker] = {}
+        self._standby: dict[WorkerSpec, Worker] = {}
+        self._incarnations = 0
         self._examples = 0
         self._app: Any = None
 
@@ -53,6 +56,8 @@ class Cluster:
 
     def start(self) -> Cluster:
         procs.install_cleanup()
+        if self._own_dir:
+            procs.remove_on_exit(str(self.run_dir))
         env = {
             "SUITE_CONTROL": "{}:{}".format(*self.controller.address),
             "SUITE_RUN_DIR": str(self.run_dir),
@@ -98,9 +103,10 @@ class Cluster:
         return str(server.url(0))
 
     def stop(self) -> None:
-        for worker in self.workers.values():
+        for worker in [*self.workers.values(), *self._standby.values()]:
             worker.stop()
         self.workers.clear()
+        self._standby.clear()
         for server in reversed(self.servers):
             server.stop()
         self.servers.clear()
@@ -120,12 +126,33 @@ class Cluster:
         """A ready worker for ``spec``, started on first use and reused afterwards."""
         worker = self.workers.get(spec)
         if worker is None:
-            worker = self.workers[spec] = Worker(spec, self.controller, self.env, self.run_dir)
+            worker = self.workers[spec] = self._new_worker(spec)
+        if worker.alive() and not worker.ready():
+            # A killed child's replacement may still be starting: give it the time a
+            # fork takes before calling the worker broken.
+            with contextlib.suppress(HarnessError):
+                worker.await_ready(timeout=10)
         if not worker.alive() or not worker.ready():
             if worker.alive():
                 worker.kill_main()
             worker.start()
         return worker
+
+    def replace(self, spec: WorkerSpec) -> Worker:
+        """The worker for ``spec`` died: promote the standby (started in the background
+        after the previous replacement) and launch the next standby."""
+        standby = self._standby.pop(spec, None) or self._new_worker(spec)
+        if standby._managed is None:
+            standby.launch()
+        standby.await_ready()
+        self.workers[spec] = standby
+        nxt = self._standby[spec] = self._new_worker(spec)
+        nxt.launch()
+        return standby
+
+    def _new_worker(self, spec: WorkerSpec) -> Worker:
+        self._incarnations += 1
+        return Worker(spec, self.controller, self.env, self.run_dir, self._incarnations)
 
     @property
     def app(self) -> Any:

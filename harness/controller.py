@@ -37,8 +37,8 @@ class Proc:
     worker: str
     role: str  # main | child
     index: int | None
-    name: str  # w1, w1.c2, w1.c2' after a respawn
     conn: int
+    name: str = ""  # given at first use in an example (see Controller._name)
     alive: bool = True
     paused: bool = False
 
@@ -78,7 +78,7 @@ class Controller:
         self._attempts: dict[str, int] = {}
         self._conn_exec: dict[int, str] = {}
         self._conn_pid: dict[int, int] = {}
-        self._generations: dict[tuple[str, str, int | None], int] = {}
+        self._named: dict[str, int] = {}  # names handed out this example, per prefix
         self._deferred: list[tuple[int, dict[str, Any]]] = []
         self.anomalies: list[str] = []
 
@@ -194,12 +194,7 @@ class Controller:
 
     def _hello(self, cid: int, msg: dict[str, Any]) -> None:
         worker, role, index = msg["worker"], msg["role"], msg.get("index")
-        alias = self.aliases.get(worker, worker)
-        gen_key = (worker, role, index)
-        gen = self._generations.get(gen_key, 0)
-        self._generations[gen_key] = gen + 1
-        base = alias if role == "main" else f"{alias}.c{(index or 0) + 1}"
-        proc = Proc(msg["pid"], worker, role, index, base + "'" * gen, cid)
+        proc = Proc(msg["pid"], worker, role, index, cid)
         self.procs[proc.pid] = proc
         self._conn_pid[cid] = proc.pid
         deferred, self._deferred = self._deferred, []
@@ -219,9 +214,18 @@ class Controller:
         self._attempts[task] = n
         x = task if n == 1 else f"{task}#{n}"
         proc = self.procs[pid]
+        if not proc.name:
+            proc.name = self._name(proc)
         self.executions[x] = Execution(x, task, pid, proc.name, cid)
         self._conn_exec[cid] = x
         self.history.append(h.Started(x, task, proc.name))
+
+    def _name(self, proc: Proc) -> str:
+        alias = self.aliases.get(proc.worker, proc.worker)
+        prefix = alias if proc.role == "main" else f"{alias}.c"
+        n = self._named.get(prefix, 0) + 1
+        self._named[prefix] = n
+        return alias + "'" * (n - 1) if proc.role == "main" else f"{prefix}{n}"
 
     def _record(self, ex: Execution, msg: dict[str, Any]) -> None:
         k = msg["k"]
@@ -270,15 +274,14 @@ class Controller:
     # --- the moves' primitives --------------------------------------------------------
 
     def begin_example(self) -> h.History:
-        # Names restart per example: the processes alive now get plain names (w1.c2)
-        # and only a respawn within this example adds a prime (w1.c2').
+        # Processes are named in the order the example first runs something in them
+        # (w1.c1, w1.c2, ...; w1, w1' for a main process and its replacement). Which
+        # pool child the parent picks is not ours to decide, but the order in which
+        # executions start is, so the names, and the timelines, replay identically.
         self.forget_dead()
-        self._generations = {}
+        self._named = {}
         for p in self.procs.values():
-            key = (p.worker, p.role, p.index)
-            self._generations[key] = 1
-            alias = self.aliases.get(p.worker, p.worker)
-            p.name = alias if p.role == "main" else f"{alias}.c{(p.index or 0) + 1}"
+            p.name = ""
         self.history = h.History()
         self.executions = {}
         self._accepting = set()

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from harness.cluster import Cluster
 from harness.controller import Execution, Proc
 from harness.errors import HarnessError
-from harness.workers import Worker, WorkerSpec
+from harness.workers import WorkerSpec
 from model import history as h
 from model.config import LockConfig
 
@@ -61,7 +61,7 @@ class LockRunner:
         self.capacity = 1 if config.pool == "solo" else config.concurrency
 
     def run(self, tasks: int, choose: Chooser) -> LockRun:
-        worker = self.cluster.worker(self.spec)
+        self.worker = self.cluster.worker(self.spec)
         ctl = self.cluster.controller
         ctl.forget_dead()
         n = self.cluster.next_example()
@@ -69,14 +69,14 @@ class LockRunner:
         self._counts = {"submit": 0, "kill": 0, "pause": 0, "expire": 0}
         self._acquiring_since_expiry = False
         try:
-            while enabled := self.enabled(worker, tasks):
+            while enabled := self.enabled(tasks):
                 if len(run.moves) >= MAX_MOVES:
                     raise HarnessError(f"scenario did not finish within {MAX_MOVES} moves")
                 move = choose(enabled)
                 run.moves.append(move)
-                self.apply(worker, run, move)
+                self.apply(run, move)
         finally:
-            self._cleanup(worker)
+            self._cleanup()
         run.history.append(h.InvoiceCount(run.order, self.cluster.invoices(run.order)))
         if ctl.anomalies:
             raise HarnessError("control channel anomalies: " + "; ".join(ctl.anomalies))
@@ -87,7 +87,7 @@ class LockRunner:
     def _proc(self, ex: Execution) -> Proc:
         return self.cluster.controller.procs[ex.pid]
 
-    def enabled(self, worker: Worker, tasks: int) -> list[str]:
+    def enabled(self, tasks: int) -> list[str]:
         ctl = self.cluster.controller
         live = sorted(ctl.live(), key=lambda e: _natural(e.id))
         parked = [e for e in live if e.state == "parked"]
@@ -96,7 +96,7 @@ class LockRunner:
         if not live and self._counts["submit"] >= tasks:
             return []  # every task submitted and ended: the scenario is over
         moves = [f"step {e.id}" for e in free]
-        main_paused = any(p.paused for p in worker.processes() if p.role == "main")
+        main_paused = any(p.paused for p in self.worker.processes() if p.role == "main")
         if self._counts["submit"] < tasks and len(live) < self.capacity and not main_paused:
             moves.append("submit")
         seen: set[int] = set()
@@ -118,8 +118,9 @@ class LockRunner:
 
     # --- applying a move -----------------------------------------------------------------
 
-    def apply(self, worker: Worker, run: LockRun, move: str) -> None:
+    def apply(self, run: LockRun, move: str) -> None:
         ctl = self.cluster.controller
+        worker = self.worker
         verb, _, target = move.partition(" ")
         if verb == "submit":
             self._counts["submit"] += 1
@@ -159,8 +160,8 @@ class LockRunner:
                 worker.kill_main()
             ctl.wait(lambda: all(e.state == "dead" for e in victims), f"{proc.name} to go")
             if proc.role == "main":
-                worker.start()
-                run.history.append(h.Restarted(worker.alias))
+                self.worker = self.cluster.replace(self.spec)
+                run.history.append(h.Restarted(self.worker.alias))
         elif verb == "pause":
             self._counts["pause"] += 1
             run.history.append(h.Paused(proc.name))
@@ -171,9 +172,10 @@ class LockRunner:
         else:
             raise HarnessError(f"unknown move {move!r}")
 
-    def _cleanup(self, worker: Worker) -> None:
+    def _cleanup(self) -> None:
         """Leave the worker idle for the next example, whatever happened in this one."""
         ctl = self.cluster.controller
+        worker = self.worker
         try:
             for p in worker.processes():
                 if p.paused:
@@ -185,4 +187,5 @@ class LockRunner:
                 ctl.release(min(parked, key=lambda e: _natural(e.id)).id)
             ctl.wait(lambda: not ctl.live(), "the last executions to end")
         except HarnessError:
-            worker.restart()
+            worker.kill_main()
+            self.worker = self.cluster.replace(self.spec)

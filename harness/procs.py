@@ -14,6 +14,7 @@ import contextlib
 import ctypes
 import os
 import pwd
+import shutil
 import signal
 import socket
 import subprocess
@@ -293,8 +294,16 @@ def _stop_reaper() -> None:
         _reaper = None
 
 
+_dirs: list[str] = []
+
+
+def remove_on_exit(path: str) -> None:
+    """Delete ``path`` (a run's temp dir) in ``stop_all``, after its processes are gone."""
+    _dirs.append(path)
+
+
 def stop_all() -> None:
-    """Stop every registered process, newest first. Idempotent."""
+    """Stop every registered process, newest first, then remove run dirs. Idempotent."""
     with _lock:
         managed = list(reversed(_registry))
     errors: list[HarnessError] = []
@@ -305,6 +314,8 @@ def stop_all() -> None:
             errors.append(e)
     with _lock:
         _stop_reaper()
+    while _dirs:
+        shutil.rmtree(_dirs.pop(), ignore_errors=True)
     if errors:
         raise errors[0]
 
@@ -343,6 +354,7 @@ def _after_fork_in_child() -> None:
     global _cleanup_installed, _reaper, _lock
     _lock = threading.RLock()
     _registry.clear()
+    _dirs.clear()
     _cleanup_installed = False
     _reaper = None
 

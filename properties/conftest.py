@@ -48,6 +48,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("prop", props)
 
 
+def _check_lock(lock: str) -> None:
+    """Fail fast, in one line, on a lock the workers could not load."""
+    from tasks.locks.builtin import load_lock
+
+    try:
+        load_lock(lock)
+    except ValueError as exc:
+        raise pytest.UsageError(f"--lock {lock}: {exc}") from None
+
+
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
     try:
@@ -61,6 +71,9 @@ def cluster() -> Iterator[Cluster]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    profiles.bound_shrinking(config.getoption("hypothesis_profile", default=None) or "default")
+    for lock in config.getoption("lock", default=[]) or []:
+        _check_lock(lock)
     config.stash[findings.KEY] = findings.Findings(Path(config.getoption("findings")))
 
 

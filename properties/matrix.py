@@ -24,8 +24,13 @@ MATRICES = ("full", "ci")
 def builtin_configs(matrix: str) -> list[LockConfig]:
     if matrix not in MATRICES:
         raise ValueError(f"unknown matrix {matrix!r}: choose one of {', '.join(MATRICES)}")
-    shapes = SHAPES_FULL if matrix == "full" else SHAPES_CI
-    return [LockConfig(lock, pool, c) for lock in BUILTIN_LOCKS for pool, c in shapes]
+    if matrix == "full":
+        return [LockConfig(lock, pool, c) for lock in BUILTIN_LOCKS for pool, c in SHAPES_FULL]
+    # ci: every lock where the races live (two prefork children), and the LocMemCache
+    # lock also where it is safe (threads share one process; solo runs one at a time),
+    # so the bounded run shows both sides of the classic trap.
+    configs = [LockConfig(lock, "prefork", 2) for lock in BUILTIN_LOCKS]
+    return configs + [LockConfig("cookbook-locmem", p, c) for p, c in SHAPES_CI if p != "prefork"]
 
 
 def plugin_configs(lock: str) -> list[LockConfig]:

@@ -20,6 +20,18 @@ from hypothesis.database import (
 
 PROFILES = ("dev", "ci", "nightly")
 
+# Seconds Hypothesis may spend shrinking one failure. Its own cap is 300 s
+# (hypothesis/internal/conjecture/engine.py MAX_SHRINKING_SECONDS); on real workers a
+# shrink step costs a whole scenario, so the bounded profiles stop earlier and report
+# the smallest counterexample found by then.
+SHRINK_SECONDS = {"dev": 60, "ci": 20, "nightly": 300}
+
+
+def bound_shrinking(profile: str) -> None:
+    from hypothesis.internal.conjecture import engine
+
+    engine.MAX_SHRINKING_SECONDS = SHRINK_SECONDS.get(profile, 300)
+
 
 def example_database() -> ExampleDatabase | None:
     local = DirectoryBasedExampleDatabase(
@@ -40,5 +52,5 @@ def example_database() -> ExampleDatabase | None:
 def register() -> None:
     db = example_database()
     settings.register_profile("dev", max_examples=25, database=db)
-    settings.register_profile("ci", max_examples=60, derandomize=True, database=None)
+    settings.register_profile("ci", max_examples=30, derandomize=True, database=None)
     settings.register_profile("nightly", max_examples=400, database=db)

@@ -26,6 +26,7 @@ from properties.scenario import Scenario
 from properties.timeline import render
 
 TASKS = st.integers(min_value=2, max_value=10)
+FAULT_ODDS = st.integers(min_value=0, max_value=5).map(lambda i: i == 5)
 
 
 class Failure(Exception):
@@ -59,6 +60,12 @@ def judge(prop: str, config: LockConfig, run: LockRun) -> Failure | None:
     """The verdict on one run: a model mismatch first, then the property's invariant."""
     scenario = Scenario(prop, config, run.tasks, tuple(run.moves))
     events: Sequence[h.Event] = run.history.events
+    crashed = [
+        (i, e) for i, e in enumerate(events) if isinstance(e, h.Finished) and e.status == "error"
+    ]
+    if crashed:  # the task itself failed: neither the lock nor Celery is judged
+        lines = [f"#{i} {e.execution} raised {e.error}" for i, e in crashed]
+        return Failure("task error", scenario, run, lines, [i for i, _ in crashed])
     if (sem := config.semantics) is not None:
         mismatches = check_lock_model(sem, events)
         if mismatches:
@@ -123,7 +130,13 @@ def search(cluster: Cluster, config: LockConfig, prop: str) -> Outcome:
         tasks = data.draw(TASKS, label="tasks")
 
         def choose(enabled: list[str]) -> str:
-            return data.draw(st.sampled_from(enabled))
+            # Faults are rarer than progress, and shrink away first: the odds draw
+            # shrinks to "no fault".
+            calm = [m for m in enabled if m == "submit" or m.startswith(("step", "resume"))]
+            faults = [m for m in enabled if m not in calm]
+            if faults and (not calm or data.draw(FAULT_ODDS)):
+                return data.draw(st.sampled_from(faults))
+            return data.draw(st.sampled_from(calm))
 
         run = runner.run(tasks, choose)
         failure = judge(prop, config, run)
@@ -143,7 +156,9 @@ def search(cluster: Cluster, config: LockConfig, prop: str) -> Outcome:
     try:
         test()
     except Failure as failure:
-        verdict = "violated" if failure.kind == "invariant violated" else "model mismatch"
+        verdict = {"invariant violated": "violated", "model mismatch": "model mismatch"}.get(
+            failure.kind, "harness error"
+        )
         return Outcome(
             prop, config, expected, verdict, examples, time.monotonic() - started, failure
         )

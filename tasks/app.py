@@ -56,7 +56,7 @@ def _prompt_pool_maintenance() -> None:
     """
     from celery.concurrency import asynpool
 
-    period = float(os.environ.get("SUITE_POOL_MAINTAIN_PERIOD", "0.02"))
+    period = float(os.environ.get("SUITE_POOL_MAINTAIN_PERIOD", "0.01"))
     asynpool.AsynPool.timers = property(lambda self: {self.maintain_pool: period})
 
 

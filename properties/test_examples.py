@@ -1,0 +1,49 @@
+"""Self-tests of detection power: the shipped plug-in locks, checked like a user's.
+
+Each broken example must be caught (by the property its docstring names) and each
+sound one must pass every property ``check-lock`` fails on. If a broken lock slips
+through, the suite has lost the power to find that bug.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.cluster import Cluster
+from model.config import LockConfig
+from properties.findings import Findings
+from properties.search import search
+from properties.verdicts import acceptable
+
+BROKEN = {
+    "examples.locks.cookbook_locmem:make_lock": "mutual-exclusion",
+    "examples.locks.memcached_get_set:make_lock": "mutual-exclusion",
+    "examples.locks.redis_setnx_expire:make_lock": "no-orphaned-lock",
+}
+SOUND = [
+    "examples.locks.redis_set_nx_px:make_lock",
+    "examples.locks.redis_py_lock:make_lock",
+    "examples.locks.memcached_add_cas:make_lock",
+]
+CHECKED = ["mutual-exclusion", "lease-mutual-exclusion", "exactly-one-invoice", "no-orphaned-lock"]
+
+
+@pytest.mark.parametrize("lock", sorted(BROKEN))
+def test_broken_lock_is_caught(lock: str, cluster: Cluster, report: Findings) -> None:
+    outcome = search(cluster, LockConfig(lock, "prefork", 2), BROKEN[lock])
+    report.add(outcome)
+    ok, _ = acceptable(outcome)
+    assert outcome.verdict == "violated" and not ok, (
+        f"{lock} is broken but {BROKEN[lock]} {outcome.verdict} in {outcome.examples} examples"
+        + (f": {outcome.error}" if outcome.error else "")
+    )
+
+
+@pytest.mark.parametrize("prop", CHECKED)
+@pytest.mark.parametrize("lock", SOUND)
+def test_sound_lock_passes(lock: str, prop: str, cluster: Cluster, report: Findings) -> None:
+    outcome = search(cluster, LockConfig(lock, "prefork", 2), prop)
+    report.add(outcome)
+    ok, why = acceptable(outcome)
+    detail = outcome.failure.report() if outcome.failure else (outcome.error or "")
+    assert ok, f"{lock} should pass {prop}: {outcome.verdict} ({why})\n{detail}"

@@ -1,0 +1,126 @@
+"""The controller against the real task-side client, in threads: no workers needed.
+
+Pins the quiescence protocol: a parked execution moves only when released, and then
+exactly to its next point; unknown tasks are told they are stale; a closed connection
+is a dead execution; a wait that cannot finish is a clear timeout, never a pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from harness.controller import Controller
+from harness.errors import HarnessTimeout
+from model import history as h
+from tasks import points
+
+
+@pytest.fixture
+def ctl(monkeypatch: pytest.MonkeyPatch) -> Iterator[Controller]:
+    c = Controller()
+    monkeypatch.setenv("SUITE_CONTROL", "{}:{}".format(*c.address))
+    # A process-wide hello, as a worker's agent connection would send.
+    agent = socket.create_connection(c.address)
+    hello = {"t": "hello", "role": "main", "pid": os.getpid(), "worker": "w@x", "index": None}
+    agent.sendall(json.dumps(hello).encode() + b"\n")
+    c.aliases["w@x"] = "w1"
+    c.begin_example()
+    yield c
+    agent.close()
+    c.close()
+
+
+def _task(name: str, steps: list[str], log: list[str]) -> threading.Thread:
+    def body() -> None:
+        try:
+            with points.execution(name, name):
+                for s in steps:
+                    points.point(s)
+                    log.append(f"{name} past {s}")
+        except points.StaleExecution:
+            log.append(f"{name} stale")
+
+    t = threading.Thread(target=body, daemon=True)
+    t.start()
+    return t
+
+
+def test_release_moves_exactly_one_point(ctl: Controller) -> None:
+    log: list[str] = []
+    ctl.accept("t1")
+    t = _task("t1", ["a", "b"], log)
+    ctl.wait(lambda: ctl.started("t1") is not None, "t1 to start", timeout=5)
+    assert ctl.executions["t1"].process == "w1" and log == []
+    ctl.release("t1", timeout=5)
+    assert ctl.executions["t1"].point == "a" and log == []
+    ctl.release("t1", timeout=5)
+    assert ctl.executions["t1"].point == "b" and log == ["t1 past a"]
+    ctl.release("t1", timeout=5)
+    t.join(5)
+    assert ctl.executions["t1"].state == "done" and log == ["t1 past a", "t1 past b"]
+    kinds = [type(e).__name__ for e in ctl.history]
+    assert kinds == ["Started", "Point", "Point", "Finished"]
+
+
+def test_two_executions_are_serialised(ctl: Controller) -> None:
+    log: list[str] = []
+    for x in ("t1", "t2"):
+        ctl.accept(x)
+        _task(x, ["a"], log)
+    ctl.wait(lambda: len(ctl.live()) == 2, "both to start", timeout=5)
+    ctl.release("t2", timeout=5)
+    ctl.release("t2", timeout=5)
+    ctl.release("t1", timeout=5)
+    ctl.release("t1", timeout=5)
+    assert log == ["t2 past a", "t1 past a"]
+
+
+def test_unknown_task_is_stale(ctl: Controller) -> None:
+    log: list[str] = []
+    t = _task("t9", ["a"], log)
+    ctl.wait(lambda: not t.is_alive(), "t9 to be turned away", timeout=5)
+    assert log == ["t9 stale"] and "t9" not in ctl.executions
+
+
+def test_closed_connection_is_a_dead_execution(ctl: Controller) -> None:
+    ctl.accept("t1")
+    sock = socket.create_connection(ctl.address)
+    start = {"t": "start", "x": "t1", "task": "t1", "pid": os.getpid()}
+    sock.sendall(json.dumps(start).encode() + b"\n")
+    ctl.wait(lambda: ctl.started("t1") is not None, "t1 to start", timeout=5)
+    sock.close()
+    ctl.wait(lambda: ctl.executions["t1"].state == "dead", "t1 to die", timeout=5)
+    assert not ctl.live()
+
+
+def test_records_become_history_events(ctl: Controller) -> None:
+    ctl.accept("t1")
+    sock = socket.create_connection(ctl.address)
+    msgs = [
+        {"t": "start", "x": "t1", "task": "t1", "pid": os.getpid()},
+        {"t": "rec", "x": "t1", "k": "acq", "key": "k"},
+        {"t": "rec", "x": "t1", "k": "acq_end", "key": "k", "acquired": True},
+        {"t": "rec", "x": "t1", "k": "invoice", "order": "o1"},
+        {"t": "end", "x": "t1", "status": "ok", "error": None},
+    ]
+    sock.sendall(b"".join(json.dumps(m).encode() + b"\n" for m in msgs))
+    ctl.wait(lambda: "t1" in ctl.executions and ctl.executions["t1"].state == "done", "t1", 5)
+    assert ctl.history.events[1:] == [
+        h.AcquireBegin("t1", "k"),
+        h.AcquireEnd("t1", "k", True),
+        h.InvoiceCreated("t1", "o1"),
+        h.Finished("t1", "ok", None),
+    ]
+    assert ctl.executions["t1"].acquired
+    sock.close()
+
+
+def test_a_wait_that_cannot_finish_times_out_clearly(ctl: Controller) -> None:
+    with pytest.raises(HarnessTimeout, match="waiting for nothing to happen"):
+        ctl.wait(lambda: False, "nothing to happen", timeout=0.3)

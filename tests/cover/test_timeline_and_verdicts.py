@@ -1,0 +1,58 @@
+"""Presentation and verdict rules: pure functions over histories and outcomes."""
+
+from __future__ import annotations
+
+from model import history as h
+from model.config import LockConfig
+from properties.search import Outcome
+from properties.timeline import render
+from properties.verdicts import UNSAFE_WITHOUT_FENCING, acceptable
+
+
+def test_timeline_names_who_did_what_where_and_marks_events() -> None:
+    events = [
+        h.Submitted("t1"),
+        h.Started("t1", "t1", "w1.c1"),
+        h.AcquireBegin("t1", "invoice:1"),
+        h.Point("t1", "redis SET invoice:1"),
+        h.AcquireEnd("t1", "invoice:1", True),
+        h.Killed("w1.c1"),
+        h.Expired("invoice:1"),
+        h.InvoiceCount("o1", 0),
+    ]
+    text = render(events, marks=[4])
+    lines = text.splitlines()
+    assert len(lines) == len(events)
+    assert "t1@w1.c1" in lines[1] and "starts in w1.c1" in lines[1]
+    assert lines[4].startswith(">>") and "ACQUIRED" in lines[4]
+    assert not lines[3].startswith(">>")
+    assert "KILL w1.c1" in lines[5] and "EXPIRE invoice:1" in lines[6]
+    assert "invoices for o1: 0" in lines[7]
+
+
+def _outcome(lock: str, prop: str, expected: str, verdict: str) -> Outcome:
+    return Outcome(prop, LockConfig(lock, "prefork", 2), expected, verdict, 10, 1.0)
+
+
+def test_builtin_must_agree_with_the_model() -> None:
+    assert acceptable(_outcome("cookbook-redis", "mutual-exclusion", "holds", "holds"))[0]
+    assert acceptable(_outcome("cookbook-locmem", "mutual-exclusion", "violated", "violated"))[0]
+    ok, why = acceptable(_outcome("cookbook-locmem", "mutual-exclusion", "violated", "holds"))
+    assert not ok and "none found in 10 examples" in why
+    assert not acceptable(_outcome("cookbook-redis", "mutual-exclusion", "holds", "violated"))[0]
+
+
+def test_mismatch_and_harness_errors_never_pass() -> None:
+    for verdict in ("model mismatch", "harness error"):
+        assert not acceptable(_outcome("cookbook-redis", "mutual-exclusion", "holds", verdict))[0]
+        assert not acceptable(_outcome("m:f", "invoice-under-expiry", "unknown", verdict))[0]
+
+
+def test_plugin_fencing_failure_is_reported_not_broken() -> None:
+    o = _outcome("m:f", "invoice-under-expiry", "unknown", "violated")
+    assert acceptable(o) == (True, UNSAFE_WITHOUT_FENCING)
+    assert UNSAFE_WITHOUT_FENCING in o.notes
+    for prop in ("mutual-exclusion", "lease-mutual-exclusion", "exactly-one-invoice",
+                 "no-orphaned-lock"):  # fmt: skip
+        assert acceptable(_outcome("m:f", prop, "unknown", "violated")) == (False, "broken")
+        assert acceptable(_outcome("m:f", prop, "unknown", "holds"))[0]
