@@ -85,7 +85,9 @@ class Cluster:
         env["SUITE_PG_DSN"] = dsn
         self.env = {**os.environ, **env}
         # The test process uses the same Django settings to create tables, read the
-        # invoice store and expire database-cache rows.
+        # invoice store and expire database-cache rows. Django is configured once per
+        # process, so one process holds one cluster at a time.
+        self._saved_env = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         from tasks import django_setup
 
@@ -111,6 +113,11 @@ class Cluster:
             server.stop()
         self.servers.clear()
         self.controller.close()
+        for k, v in getattr(self, "_saved_env", {}).items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
         if self._own_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 

@@ -52,6 +52,8 @@ class Execution:
     conn: int
     state: str = "parked"  # parked | running | done | dead
     point: str = "start"
+    phase: str = "start"  # start | acquiring | holding | refused | releasing | released
+    acquiring_points: int = 0  # points reached inside the acquire call
     acquired: bool = False
     released: bool = False
     lease_epoch: int = -1  # expiries seen when the lease was taken
@@ -184,6 +186,8 @@ class Controller:
                 return  # a message from an execution of an earlier example
             if kind == "point":
                 ex.state, ex.point = "parked", msg["p"]
+                if ex.phase == "acquiring":
+                    ex.acquiring_points += 1
                 self.history.append(h.Point(ex.id, msg["p"]))
             elif kind == "rec":
                 self._record(ex, msg)
@@ -230,16 +234,19 @@ class Controller:
     def _record(self, ex: Execution, msg: dict[str, Any]) -> None:
         k = msg["k"]
         if k == "acq":
+            ex.phase = "acquiring"
             self.history.append(h.AcquireBegin(ex.id, msg["key"]))
         elif k == "acq_end":
             ok = bool(msg["acquired"])
             if ok:
                 ex.acquired, ex.lease_epoch = True, self.expiries
+            ex.phase = "holding" if ok else "refused"
             self.history.append(h.AcquireEnd(ex.id, msg["key"], ok, msg.get("error")))
         elif k == "rel":
+            ex.phase = "releasing"
             self.history.append(h.ReleaseBegin(ex.id, msg["key"]))
         elif k == "rel_end":
-            ex.released = True
+            ex.released, ex.phase = True, "released"
             self.history.append(h.ReleaseEnd(ex.id, msg["key"], msg.get("error")))
         elif k == "invoice":
             self.history.append(h.InvoiceCreated(ex.id, msg["order"]))

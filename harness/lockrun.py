@@ -110,10 +110,13 @@ class LockRunner:
             and self._acquiring_since_expiry
         ):
             moves.append("expire")
+        # Faults land on executions that are past their start: a task killed or paused
+        # before it touched the lock is the same as one never submitted.
+        busy = [e for e in parked if e.point != "start"]
         if "pause" in self.allowed and self._counts["pause"] < MAX_PAUSES:
-            moves += [f"pause {e.id}" for e in free]
+            moves += [f"pause {e.id}" for e in busy if not self._proc(e).paused]
         if "kill" in self.allowed and self._counts["kill"] < MAX_KILLS:
-            moves += [f"kill {e.id}" for e in parked]
+            moves += [f"kill {e.id}" for e in busy]
         return moves
 
     # --- applying a move -----------------------------------------------------------------

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from harness.cluster import Cluster
-from harness.errors import HarnessError
 from model import expectations
 from properties import findings, matrix, profiles
 
@@ -56,18 +53,6 @@ def _check_lock(lock: str) -> None:
         load_lock(lock)
     except ValueError as exc:
         raise pytest.UsageError(f"--lock {lock}: {exc}") from None
-
-
-@pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
-    try:
-        c = Cluster().start()
-    except HarnessError as exc:
-        pytest.exit(f"cannot start the suite's servers: {exc}", returncode=3)
-    try:
-        yield c
-    finally:
-        c.stop()
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -22,11 +22,48 @@ from model import expectations
 from model import history as h
 from model.config import LockConfig
 from model.locks import check_lock_model
+from properties import attacks
 from properties.scenario import Scenario
 from properties.timeline import render
 
 TASKS = st.integers(min_value=2, max_value=10)
-FAULT_ODDS = st.integers(min_value=0, max_value=5).map(lambda i: i == 5)
+# Per example, how often the scheduler switches executions and injects faults: 1 in
+# 2**k moves. Swarm testing (Groce et al., ISSTA 2012): examples differ in *kind*, so
+# some run one execution deep into its critical section and others interleave finely.
+SWITCHING = st.integers(min_value=0, max_value=3)
+FAULTS = st.integers(min_value=1, max_value=4)
+
+
+def _one_in(data: st.DataObject, k: int) -> bool:
+    """True with odds 1 in 2**k; shrinks to False."""
+    n = (1 << k) - 1
+    return n == 0 or data.draw(st.integers(0, n)) == n
+
+
+class Scheduler:
+    """Chooses each move from the enabled ones, drawing every decision from Hypothesis.
+
+    Progress (submit, step, resume) sticks with the execution it last stepped unless a
+    switch is drawn; a fault (kill, pause, expire) is drawn rarely. Every draw shrinks
+    towards "no switch, no fault", so a shrunk counterexample keeps only the
+    interleaving and the faults it needs.
+    """
+
+    def __init__(self, data: st.DataObject, switching: int, faults: int) -> None:
+        self.data, self.switching, self.faults = data, switching, faults
+        self.current: str | None = None
+
+    def __call__(self, enabled: list[str]) -> str:
+        calm = [m for m in enabled if m == "submit" or m.startswith(("step", "resume"))]
+        faults = [m for m in enabled if m not in calm]
+        if faults and (not calm or _one_in(self.data, self.faults)):
+            return self.data.draw(st.sampled_from(faults))
+        if self.current in calm and not _one_in(self.data, self.switching):
+            move = self.current
+        else:
+            move = self.data.draw(st.sampled_from(calm))
+        self.current = move if move.startswith("step") else None
+        return move
 
 
 class Failure(Exception):
@@ -92,6 +129,7 @@ class Outcome:
     failure: Failure | None = None
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    found_by: str | None = None  # "search" or "attack: <name>" for a violation
 
     @property
     def agrees(self) -> bool:
@@ -113,6 +151,7 @@ class Outcome:
             "counterexample": f.report() if f else None,
             "scenario": f.scenario.encode() if f else None,
             "reproduce": f.scenario.command() if f else None,
+            "found_by": self.found_by,
             "error": self.error,
             "notes": self.notes,
         }
@@ -128,16 +167,9 @@ def search(cluster: Cluster, config: LockConfig, prop: str) -> Outcome:
         nonlocal examples
         examples += 1
         tasks = data.draw(TASKS, label="tasks")
-
-        def choose(enabled: list[str]) -> str:
-            # Faults are rarer than progress, and shrink away first: the odds draw
-            # shrinks to "no fault".
-            calm = [m for m in enabled if m == "submit" or m.startswith(("step", "resume"))]
-            faults = [m for m in enabled if m not in calm]
-            if faults and (not calm or data.draw(FAULT_ODDS)):
-                return data.draw(st.sampled_from(faults))
-            return data.draw(st.sampled_from(calm))
-
+        choose = Scheduler(
+            data, data.draw(SWITCHING, label="switching"), data.draw(FAULTS, label="faults")
+        )
         run = runner.run(tasks, choose)
         failure = judge(prop, config, run)
         if failure is not None:
@@ -153,21 +185,39 @@ def search(cluster: Cluster, config: LockConfig, prop: str) -> Outcome:
     test._hypothesis_internal_add_digest = f"{prop}|{config.label()}".encode()  # type: ignore[attr-defined]
     expected = expectations.expected(config, prop)
     started = time.monotonic()
+
+    def outcome(verdict: str, **kw: Any) -> Outcome:
+        return Outcome(prop, config, expected, verdict, examples, time.monotonic() - started, **kw)
+
     try:
         test()
     except Failure as failure:
-        verdict = {"invariant violated": "violated", "model mismatch": "model mismatch"}.get(
-            failure.kind, "harness error"
-        )
-        return Outcome(
-            prop, config, expected, verdict, examples, time.monotonic() - started, failure
-        )
+        return outcome(_verdict(failure), failure=failure, found_by="search")
     except Exception as exc:  # a harness error is a verdict too, never a pass
-        return Outcome(
-            prop, config, expected, "harness error", examples, time.monotonic() - started,
-            error=f"{type(exc).__name__}: {exc}",
-        )  # fmt: skip
-    return Outcome(prop, config, expected, "holds", examples, time.monotonic() - started)
+        return outcome("harness error", error=f"{type(exc).__name__}: {exc}")
+    # The search found nothing: play the known attack shapes (properties/attacks.py).
+    tried = 0
+    for name, script in attacks.ATTACKS.get(prop, []):
+        try:
+            run = runner.run(script.count("submit"), attacks.chooser(script, cluster.controller))
+        except attacks.NotApplicable:
+            continue
+        except Exception as exc:
+            return outcome("harness error", error=f"attack {name!r}: {type(exc).__name__}: {exc}")
+        tried += 1
+        examples += 1
+        if (found := judge(prop, config, run)) is not None:
+            return outcome(
+                _verdict(found), failure=found, found_by=f"attack: {name}",
+                notes=[f"the random search found no counterexample in {examples - 1} examples"],
+            )  # fmt: skip
+    return outcome("holds", notes=[f"{tried} attack scripts passed too"])
+
+
+def _verdict(failure: Failure) -> str:
+    return {"invariant violated": "violated", "model mismatch": "model mismatch"}.get(
+        failure.kind, "harness error"
+    )
 
 
 def replay(cluster: Cluster, scenario: Scenario) -> tuple[LockRun, Failure | None]:
@@ -178,7 +228,9 @@ def replay(cluster: Cluster, scenario: Scenario) -> tuple[LockRun, Failure | Non
 
     def choose(enabled: list[str]) -> str:
         if not queue:
-            raise ReplayDiverged(f"the scenario ran out of moves; enabled now: {enabled}")
+            # A scenario cut short (hand-written, or edited) runs to its end the
+            # simplest way: the lowest execution steps, tasks are submitted in order.
+            return next(m for m in enabled if m == "submit" or m.startswith(("step", "resume")))
         move = queue.pop(0)
         if move not in enabled:
             raise ReplayDiverged(f"move {move!r} is not enabled; enabled: {enabled}")

@@ -1,0 +1,66 @@
+"""Determinism itself, on real workers: the same moves give the same history.
+
+A replay must fail the same way every time, so the whole history — which execution
+ran where, which point it reached, what every lock call returned — must repeat, on
+workers that are reused between runs (as the property runs reuse them).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from harness.cluster import Cluster
+from model import history as h
+from properties.scenario import Scenario
+from properties.search import ReplayDiverged, replay
+
+pytestmark = [pytest.mark.servers, pytest.mark.workers]
+
+SCENARIOS = [
+    # Two prefork children each "acquire" a LocMemCache lock: two invoices.
+    "exactly-one-invoice cookbook-locmem prefork/2 tasks=2: submit; step t1; step t1; step t1;"
+    " step t1; submit; step t2; step t2; step t2; step t2; step t1; step t1; step t2; step t2",
+    # A holder killed inside the critical section, its lease expired, a retry succeeds.
+    "no-orphaned-lock cookbook-redis prefork/2 tasks=2: submit; step t1; step t1; kill t1;"
+    " expire; submit; step t2; step t2; step t2; step t2; step t2; step t2; step t2",
+    # The whole threads worker killed (and replaced) while both tasks are parked.
+    "mutual-exclusion cookbook-locmem threads/2 tasks=3: submit; submit; step t1; step t2;"
+    " kill t1; submit; step t3; step t3; step t3; step t3; step t3; step t3; step t3",
+]
+
+
+def _blank(text: str) -> str:
+    """Blank out the per-example key and order ids (invoice:17, o17)."""
+    return re.sub(r"\b(invoice:|o)\d+\b", r"\1N", text)
+
+
+def _normal(events: list[h.Event]) -> list[str]:
+    return [_blank(e.describe()) for e in events]
+
+
+@pytest.mark.parametrize("line", SCENARIOS, ids=["locmem-2-invoices", "orphan", "threads-kill"])
+def test_same_moves_same_history(cluster: Cluster, line: str) -> None:
+    scenario = Scenario.decode(line)
+    runs = [replay(cluster, scenario) for _ in range(4)]
+    histories = [_normal(run.history.events) for run, _ in runs]
+    assert all(hist == histories[0] for hist in histories[1:])
+    verdicts = [[_blank(x) for x in failure.lines] if failure else None for _, failure in runs]
+    assert all(v == verdicts[0] for v in verdicts)
+
+
+def test_the_locmem_counterexample_fails_every_time(cluster: Cluster) -> None:
+    scenario = Scenario.decode(SCENARIOS[0])
+    for _ in range(3):
+        _, failure = replay(cluster, scenario)
+        assert failure is not None and failure.kind == "invariant violated"
+        assert "2 invoices" in failure.lines[0]
+
+
+def test_a_move_that_is_not_enabled_is_a_divergence(cluster: Cluster) -> None:
+    scenario = Scenario.decode("exactly-one-invoice cookbook-redis prefork/2 tasks=2: step t1")
+    with pytest.raises(ReplayDiverged, match="'step t1' is not enabled"):
+        replay(cluster, scenario)
+    # ...and the workers are left idle for whatever runs next.
+    assert not cluster.controller.live()
