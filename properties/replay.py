@@ -13,7 +13,7 @@ from harness.cluster import Cluster
 from harness.errors import HarnessError
 from properties.scenario import Scenario
 from properties.search import ReplayDiverged, replay
-from properties.timeline import render
+from properties.timeline import anonymous, render
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
                 run, failure = replay(cluster, scenario)
                 if i == 0:
                     print(failure.report() if failure else render(run.history.events))
-                outcomes.append("\n".join(failure.lines) if failure else "holds")
+                outcomes.append(anonymous("\n".join(failure.lines)) if failure else "holds")
     except (HarnessError, ReplayDiverged) as exc:
         print(f"replay: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2

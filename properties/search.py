@@ -24,6 +24,7 @@ from model.config import LockConfig
 from model.locks import check_lock_model
 from properties import attacks
 from properties.scenario import Scenario
+from properties.tighten import size, tighten
 from properties.timeline import render
 
 TASKS = st.integers(min_value=2, max_value=10)
@@ -192,7 +193,7 @@ def search(cluster: Cluster, config: LockConfig, prop: str) -> Outcome:
     try:
         test()
     except Failure as failure:
-        return outcome(_verdict(failure), failure=failure, found_by="search")
+        return outcome(_verdict(failure), failure=_tightened(cluster, failure), found_by="search")
     except Exception as exc:  # a harness error is a verdict too, never a pass
         return outcome("harness error", error=f"{type(exc).__name__}: {exc}")
     # The search found nothing: play the known attack shapes (properties/attacks.py).
@@ -212,6 +213,32 @@ def search(cluster: Cluster, config: LockConfig, prop: str) -> Outcome:
                 notes=[f"the random search found no counterexample in {examples - 1} examples"],
             )  # fmt: skip
     return outcome("holds", notes=[f"{tried} attack scripts passed too"])
+
+
+def _tightened(cluster: Cluster, failure: Failure) -> Failure:
+    """The failure, on the shortest move list ``tighten`` finds that fails the same way."""
+    sc = failure.scenario
+
+    def same(run: LockRun) -> bool:
+        again = judge(sc.prop, sc.config, run)
+        return again is not None and again.kind == failure.kind
+
+    try:
+        run = tighten(cluster, failure.run, sc.prop, same)
+        # An attack shape that fails the same way may be smaller still.
+        runner = LockRunner(cluster, sc.config, frozenset(expectations.PROPERTIES[sc.prop].moves))
+        for _name, script in attacks.ATTACKS.get(sc.prop, []):
+            try:
+                tried = runner.run(
+                    script.count("submit"), attacks.chooser(script, cluster.controller)
+                )
+            except attacks.NotApplicable:
+                continue
+            if size(tried.moves) < size(run.moves) and same(tried):
+                run = tried
+    except Exception:  # a harness hiccup here must not hide the failure already found
+        return failure
+    return judge(sc.prop, sc.config, run) or failure
 
 
 def _verdict(failure: Failure) -> str:

@@ -7,14 +7,13 @@ workers that are reused between runs (as the property runs reuse them).
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from harness.cluster import Cluster
 from model import history as h
 from properties.scenario import Scenario
 from properties.search import ReplayDiverged, replay
+from properties.timeline import anonymous
 
 pytestmark = [pytest.mark.servers, pytest.mark.workers]
 
@@ -31,13 +30,8 @@ SCENARIOS = [
 ]
 
 
-def _blank(text: str) -> str:
-    """Blank out the per-example key and order ids (invoice:17, o17)."""
-    return re.sub(r"\b(invoice:|o)\d+\b", r"\1N", text)
-
-
 def _normal(events: list[h.Event]) -> list[str]:
-    return [_blank(e.describe()) for e in events]
+    return [anonymous(e.describe()) for e in events]
 
 
 @pytest.mark.parametrize("line", SCENARIOS, ids=["locmem-2-invoices", "orphan", "threads-kill"])
@@ -46,7 +40,7 @@ def test_same_moves_same_history(cluster: Cluster, line: str) -> None:
     runs = [replay(cluster, scenario) for _ in range(4)]
     histories = [_normal(run.history.events) for run, _ in runs]
     assert all(hist == histories[0] for hist in histories[1:])
-    verdicts = [[_blank(x) for x in failure.lines] if failure else None for _, failure in runs]
+    verdicts = [[anonymous(x) for x in failure.lines] if failure else None for _, failure in runs]
     assert all(v == verdicts[0] for v in verdicts)
 
 
