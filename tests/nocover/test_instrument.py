@@ -8,61 +8,27 @@ which points fire, in which order, under which names, without the real harness.
 from __future__ import annotations
 
 import json
-import shutil
 import socket
-import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from typing import Any
 
-import django
 import pytest
 import redis as redis_lib
-from django.conf import settings
+from django.core.cache import caches
+from django.test import override_settings
 
+from harness.cluster import Cluster
 from tasks import points
 from tasks.instrument import MAX_KEY
 from tasks.instrument.memcache import make_memcache
 from tasks.instrument.redis import InstrumentedRedis, make_redis
 from tasks.locks.builtin import load_lock
 
-if not settings.configured:
-    # Only what this module needs; each test overrides CACHES with the live servers.
-    settings.configure(
-        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
-        CACHES={"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}},
-        USE_TZ=True,
-    )
-    django.setup()
-
-from django.core.cache import caches
-from django.test import override_settings
-
-# --- servers -------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _wait_listening(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with status {proc.returncode} at start-up")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"{what} did not listen on port {port} within 10 s")
+# --- servers: the session cluster's own (the root conftest) -------------------------
 
 
 @dataclass(frozen=True)
@@ -72,59 +38,8 @@ class Servers:
 
 
 @pytest.fixture(scope="module")
-def servers() -> Iterator[Servers]:
-    for binary, package in (("redis-server", "redis-server"), ("memcached", "memcached")):
-        if shutil.which(binary) is None:
-            pytest.skip(f"{binary} not found: install the {package} package")
-    redis_port, memcached_port = _free_port(), _free_port()
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        procs.append(
-            subprocess.Popen(
-                [
-                    "redis-server",
-                    "--port",
-                    str(redis_port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-        _wait_listening(redis_port, procs[-1], "redis-server")
-        procs.append(
-            subprocess.Popen(
-                [
-                    "memcached",
-                    "-p",
-                    str(memcached_port),
-                    "-l",
-                    "127.0.0.1",
-                    "-U",
-                    "0",
-                    "-u",
-                    "nobody",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-        _wait_listening(memcached_port, procs[-1], "memcached")
-        yield Servers(f"redis://127.0.0.1:{redis_port}/0", f"127.0.0.1:{memcached_port}")
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+def servers(cluster: Cluster) -> Servers:
+    return Servers(cluster.env["SUITE_CACHE_REDIS_URL"], cluster.env["SUITE_MEMCACHED"])
 
 
 # --- a fake controller ---------------------------------------------------------------
