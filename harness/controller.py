@@ -2,20 +2,19 @@
 
 Every worker process keeps an *agent* connection (hello on start, EOF on death); every
 thread that runs an execution keeps an *execution* connection on which it parks at each
-scheduling point. A reader thread only turns bytes into events; the caller's thread
-applies them, so all state below is touched by one thread and every decision (which
-execution to release, when the system is quiescent) is made there.
+scheduling point. Everything happens in the caller's thread: it reads the sockets,
+applies the events and makes every decision (which execution to release, when the
+system is quiescent), so there is no hand-off between threads on the hot path.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
-import queue
 import select
 import selectors
 import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,12 +62,13 @@ class Controller:
     def __init__(self) -> None:
         self._server = socket.create_server(("127.0.0.1", 0), backlog=512)
         self.address = self._server.getsockname()
-        self._events: queue.SimpleQueue[tuple[int, dict[str, Any] | None]] = queue.SimpleQueue()
+        self._server.setblocking(False)
+        self._sel = selectors.DefaultSelector()
+        self._sel.register(self._server, selectors.EVENT_READ, None)
+        self._events: collections.deque[tuple[int, dict[str, Any] | None]] = collections.deque()
         self._socks: dict[int, socket.socket] = {}
+        self._buffers: dict[int, bytes] = {}
         self._next_conn = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="suite-controller", daemon=True)
-        self._thread.start()
 
         self.clock = 0.0  # virtual seconds added by expiry moves
         self.procs: dict[int, Proc] = {}
@@ -84,64 +84,53 @@ class Controller:
         self._deferred: list[tuple[int, dict[str, Any]]] = []
         self.anomalies: list[str] = []
 
-    # --- reader thread -------------------------------------------------------------
+    # --- reading (all in the caller's thread: no hand-off, one order of events) -----
 
-    def _loop(self) -> None:
-        sel = selectors.DefaultSelector()
-        self._server.setblocking(False)
-        sel.register(self._server, selectors.EVENT_READ, None)
-        buffers: dict[int, bytes] = {}
-        while not self._stop.is_set():
-            for key, _ in sel.select(timeout=0.2):
-                if key.data is None:
-                    try:
-                        sock, _addr = self._server.accept()
-                    except BlockingIOError:
-                        continue
+    def _read(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for bytes; turn whatever arrived into events."""
+        for key, _ in self._sel.select(timeout=timeout):
+            if key.data is None:
+                with contextlib.suppress(BlockingIOError):
+                    sock, _addr = self._server.accept()
                     sock.setblocking(False)
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     cid = self._next_conn
                     self._next_conn += 1
                     self._socks[cid] = sock
-                    buffers[cid] = b""
-                    sel.register(sock, selectors.EVENT_READ, cid)
-                    continue
-                cid = key.data
-                sock = self._socks[cid]
-                try:
-                    chunk = sock.recv(65536)
-                except (BlockingIOError, InterruptedError):
-                    continue
-                except OSError:
-                    chunk = b""
-                if not chunk:
-                    sel.unregister(sock)
-                    sock.close()
-                    self._events.put((cid, None))
-                    continue
-                data = buffers[cid] + chunk
-                *lines, buffers[cid] = data.split(b"\n")
-                for line in lines:
-                    if line:
-                        self._events.put((cid, json.loads(line)))
-        sel.close()
+                    self._buffers[cid] = b""
+                    self._sel.register(sock, selectors.EVENT_READ, cid)
+                continue
+            cid = key.data
+            sock = self._socks[cid]
+            try:
+                chunk = sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self._sel.unregister(sock)
+                sock.close()
+                self._events.append((cid, None))
+                continue
+            *lines, self._buffers[cid] = (self._buffers[cid] + chunk).split(b"\n")
+            self._events.extend((cid, json.loads(line)) for line in lines if line)
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        self._server.close()
-        for sock in list(self._socks.values()):
+        for sock in [self._server, *self._socks.values()]:
             with contextlib.suppress(OSError):
                 sock.close()
+        self._sel.close()
 
-    # --- applying events (caller's thread) ----------------------------------------------
+    # --- applying events ------------------------------------------------------------------
 
     def pump(self, timeout: float) -> bool:
         """Apply one event if one arrives within ``timeout``; False if none did."""
-        try:
-            cid, msg = self._events.get(timeout=timeout)
-        except queue.Empty:
-            return False
+        if not self._events:
+            self._read(timeout)
+            if not self._events:
+                return False
+        cid, msg = self._events.popleft()
         self._apply(cid, msg)
         return True
 
