@@ -3,10 +3,11 @@
 Every entry whose key contains the lock key and that carries a TTL is expired by the
 server that holds it, so the lock code sees exactly what it would see after waiting:
 Redis ``PEXPIREAT key 1`` (a time in the past: the server expires the key at once),
-memcached ``touch key -1`` (negative exptime: expired at once, ``protocol.txt``),
-Django's DatabaseCache ``touch(key, 0)`` (expires = now - 1 s, the row stays). Entries
-without a TTL are left alone: a lock that never set one is exactly the bug to find.
-In-process state (LocMemCache) follows the controller's virtual clock instead.
+memcached ``touch key -1`` (negative exptime: expired at once, ``protocol.txt``).
+Entries without a TTL are left alone: a lock that never set one is exactly the bug to
+find. Where the *client* decides expiry (LocMemCache, Django's DatabaseCache, which
+compares a row's ``expires`` with its own clock) the controller's virtual clock jumps
+past the TTL instead (tasks/instrument/caches.py).
 """
 
 from __future__ import annotations
@@ -54,28 +55,4 @@ def expire_memcached(address: str, key: str) -> list[str]:
         if key in name and fields.get("exp", "-1") != "-1":
             _memcached(address, f"touch {name} -1\r\n".encode(), b"\r\n")
             done.append(f"memcached {name}")
-    return done
-
-
-def expire_db_cache(alias: str, key: str) -> list[str]:
-    from django.core.cache import caches
-    from django.db import connections, router
-
-    cache = caches[alias]
-    db = router.db_for_write(cache.cache_model_class)
-    table = connections[db].ops.quote_name(cache._table)
-    with connections[db].cursor() as cursor:
-        cursor.execute(
-            f"SELECT cache_key, expires FROM {table} WHERE cache_key LIKE %s",
-            [f"%{key}%"],
-        )
-        rows = cursor.fetchall()
-    done = []
-    for cache_key, expires in rows:
-        if expires is not None and getattr(expires, "year", 9999) >= 9999:
-            continue  # timeout=None: no TTL
-        # Django stores "<prefix>:<version>:<key>" (BaseCache.make_key); the prefix is ""
-        user_key = cache_key.split(":", 2)[2] if cache_key.startswith(":") else cache_key
-        if cache.touch(user_key, 0):
-            done.append(f"{alias} {cache_key}")
     return done

@@ -12,6 +12,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from harness import procs
 from harness.controller import Controller, Proc
 from harness.errors import HarnessError
@@ -97,12 +99,40 @@ class Worker:
         self.controller.wait(
             self.ready, f"worker {self.spec.name} to start", timeout=timeout, check=died
         )
+        self.check_processes()
 
     def ready(self) -> bool:
         ps = self.processes()
         main = [p for p in ps if p.role == "main"]
         kids = [p for p in ps if p.role == "child"]
         return len(main) == 1 and len(kids) >= self.spec.children
+
+    def os_processes(self) -> dict[int, str]:
+        """What the OS says this worker is: main pid and its children, via psutil.
+
+        The agents' hellos name processes by role; this cross-checks them against the
+        process table, so a hello from a stranger (or a child the hellos missed) is an
+        error rather than a silent mix-up.
+        """
+        if self._managed is None:
+            return {}
+        try:
+            main = psutil.Process(self._managed.pid)
+            found = {main.pid: "main"}
+            found.update({c.pid: "child" for c in main.children() if c.status() != "zombie"})
+        except psutil.NoSuchProcess:
+            return {}
+        return found
+
+    def check_processes(self) -> None:
+        said = {p.pid: p.role for p in self.processes()}
+        seen = self.os_processes()
+        stray = {pid: role for pid, role in said.items() if seen.get(pid) != role}
+        if stray:
+            raise HarnessError(
+                f"worker {self.hostname}: processes {stray} said hello but the OS shows "
+                f"{seen} under its main process"
+            )
 
     def processes(self) -> list[Proc]:
         return self.controller.procs_of(self.hostname)

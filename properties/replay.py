@@ -27,14 +27,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"replay: {exc}", file=sys.stderr)
         return 2
     outcomes: list[str] = []
+    cluster = Cluster()
     try:
-        with Cluster() as cluster:
+        with cluster:
             for i in range(args.times):
                 run, failure = replay(cluster, scenario)
                 if i == 0:
                     print(failure.report() if failure else render(run.history.events))
                 outcomes.append(anonymous("\n".join(failure.lines)) if failure else "holds")
     except (HarnessError, ReplayDiverged) as exc:
+        print(render(cluster.controller.history.events))
         print(f"replay: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     distinct = sorted(set(outcomes))

@@ -59,7 +59,7 @@ def settings_dict(env: os._Environ[str] | dict[str, str] = os.environ) -> dict[s
             "OPTIONS": _NO_CULL,
         },
         "db": {
-            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "BACKEND": "tasks.instrument.caches.DatabaseCache",
             "LOCATION": SQLITE_CACHE_TABLE,
             "OPTIONS": _NO_CULL,
         },
@@ -75,7 +75,7 @@ def settings_dict(env: os._Environ[str] | dict[str, str] = os.environ) -> dict[s
             "PORT": str(url.port or 5432),
         }
         caches["db-postgres"] = {
-            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "BACKEND": "tasks.instrument.caches.DatabaseCache",
             "LOCATION": PG_CACHE_TABLE,
             "OPTIONS": _NO_CULL,
         }
