@@ -134,11 +134,6 @@ class Controller:
         self._apply(cid, msg)
         return True
 
-    def drain(self) -> None:
-        """Apply every event that has already arrived."""
-        while self.pump(0):
-            pass
-
     def wait(
         self,
         done: Callable[[], bool],
@@ -309,12 +304,6 @@ class Controller:
 
     def procs_of(self, worker: str) -> list[Proc]:
         return [p for p in self.procs.values() if p.worker == worker and p.alive]
-
-    def process_named(self, name: str) -> Proc:
-        for p in self.procs.values():
-            if p.name == name and p.alive:
-                return p
-        raise HarnessError(f"no live process named {name}")
 
     def forget_dead(self) -> None:
         """Drop processes known to be gone (keeps the table small across examples)."""

@@ -9,7 +9,7 @@ respawn), an execution by its task (``t1``) and attempt (``t1#2`` for a second r
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 
 
@@ -142,14 +142,3 @@ class History:
 
     def __len__(self) -> int:
         return len(self.events)
-
-    def of(self, kind: type[Event]) -> list[tuple[int, Event]]:
-        return [(i, e) for i, e in enumerate(self.events) if isinstance(e, kind)]
-
-    def process_of(self) -> dict[str, str]:
-        """execution -> the process it ran in."""
-        return {e.execution: e.process for e in self.events if isinstance(e, Started)}
-
-
-def indexed(events: Sequence[Event]) -> list[tuple[int, Event]]:
-    return list(enumerate(events))

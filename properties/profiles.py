@@ -24,7 +24,7 @@ PROFILES = ("dev", "ci", "nightly")
 # (hypothesis/internal/conjecture/engine.py MAX_SHRINKING_SECONDS); on real workers a
 # shrink step costs a whole scenario, so the bounded profiles stop earlier and report
 # the smallest counterexample found by then.
-SHRINK_SECONDS = {"dev": 60, "ci": 20, "nightly": 300}
+SHRINK_SECONDS = {"dev": 30, "ci": 20, "nightly": 300}
 
 
 def bound_shrinking(profile: str) -> None:

@@ -6,21 +6,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from model.history import (
-    AcquireBegin,
     AcquireEnd,
-    Event,
-    Expired,
-    Finished,
     InvoiceCount,
-    InvoiceCreated,
     Killed,
-    Paused,
-    ReleaseBegin,
-    ReleaseEnd,
     Restarted,
-    Resumed,
     Started,
-    Submitted,
 )
 from model.invariants import (
     CHECKERS,
@@ -31,54 +21,7 @@ from model.invariants import (
     outlived_lease,
     worker_of,
 )
-
-KEY = "invoice:o1"
-ORDER = "o1"
-
-
-def hist(script: str) -> list[Event]:
-    """Same mini-language as tests/cover/test_model_locks.py, on KEY / ORDER."""
-    out: list[Event] = []
-    for step in script.replace("\n", ";").split(";"):
-        if not step.strip():
-            continue
-        verb, *args = step.split()
-        err = " ".join(args[1:]) or None
-        match verb:
-            case "start":
-                out += [Submitted(args[0]), Started(args[0], args[0], args[1])]
-            case "acq" | "no":
-                out += [AcquireBegin(args[0], KEY), AcquireEnd(args[0], KEY, verb == "acq")]
-            case "begin":
-                out.append(AcquireBegin(args[0], KEY))
-            case "got" | "refused":
-                out.append(AcquireEnd(args[0], KEY, verb == "got"))
-            case "rel":
-                out += [ReleaseBegin(args[0], KEY), ReleaseEnd(args[0], KEY, err)]
-            case "rbegin":
-                out.append(ReleaseBegin(args[0], KEY))
-            case "rend":
-                out.append(ReleaseEnd(args[0], KEY, err))
-            case "expire":
-                out.append(Expired(KEY))
-            case "kill":
-                out.append(Killed(args[0]))
-            case "pause":
-                out.append(Paused(args[0]))
-            case "resume":
-                out.append(Resumed(args[0]))
-            case "restart":
-                out.append(Restarted(args[0]))
-            case "invoice":
-                out.append(InvoiceCreated(args[0], ORDER))
-            case "done":
-                out.append(Finished(args[0], "ok"))
-            case "count":
-                out.append(InvoiceCount(ORDER, int(args[0])))
-            case _:
-                raise ValueError(f"unknown step {step!r}")
-    return out
-
+from tests.cover.histories import hist
 
 TWO = "start t1 w1.c1; start t2 w1.c2;"
 THREE = TWO + "start t3 w1.c3;"
