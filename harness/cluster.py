@@ -179,10 +179,15 @@ class Cluster:
     # --- the expiry move -----------------------------------------------------------------
 
     def expire(self, key: str) -> list[str]:
-        """Server-side expiry (Redis, memcached); Django's database cache and
-        LocMemCache follow the virtual clock the runner advances."""
+        """Expire the lock's entries on every server (LocMemCache follows the virtual
+        clock the runner advances)."""
+        from django.conf import settings
+
         done = expiry.expire_redis(self.env["SUITE_CACHE_REDIS_URL"], key)
         done += expiry.expire_memcached(self.env["SUITE_MEMCACHED"], key)
+        for alias in ("db-sqlite", "db-postgres"):
+            if alias in settings.CACHES:
+                done += expiry.expire_db_cache(alias, key)
         return done
 
     def invoices(self, order: str) -> int:

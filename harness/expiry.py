@@ -3,16 +3,16 @@
 Every entry whose key contains the lock key and that carries a TTL is expired by the
 server that holds it, so the lock code sees exactly what it would see after waiting:
 Redis ``PEXPIREAT key 1`` (a time in the past: the server expires the key at once),
-memcached ``touch key -1`` (negative exptime: expired at once, ``protocol.txt``).
-Entries without a TTL are left alone: a lock that never set one is exactly the bug to
-find. Where the *client* decides expiry (LocMemCache, Django's DatabaseCache, which
-compares a row's ``expires`` with its own clock) the controller's virtual clock jumps
-past the TTL instead (tasks/instrument/caches.py).
+memcached ``touch key -1`` (negative exptime: expired at once, ``protocol.txt``),
+Django's DatabaseCache rows get an ``expires`` long past. Entries without a TTL are
+left alone: a lock that never set one is exactly the bug to find. In-process state
+(LocMemCache) follows the controller's virtual clock instead.
 """
 
 from __future__ import annotations
 
 import socket
+from datetime import UTC, datetime
 from urllib.parse import unquote
 
 import redis
@@ -56,3 +56,38 @@ def expire_memcached(address: str, key: str) -> list[str]:
             _memcached(address, f"touch {name} -1\r\n".encode(), b"\r\n")
             done.append(f"memcached {name}")
     return done
+
+
+# Long before any clock read of the scenario: see expire_db_cache.
+_LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def expire_db_cache(alias: str, key: str) -> list[str]:
+    """Set ``expires`` of the lock's rows far in the past.
+
+    Django decides expiry itself: ``_base_set`` reads ``now`` right after its
+    ``SELECT COUNT(*)``, truncated to the second, and compares it with ``expires`` in a
+    later statement (django/core/cache/backends/db.py). A row expired at "now - 1 s"
+    (``touch(key, 0)``) therefore looked live or expired to an add that read its
+    clock before the move depending on whether a second boundary fell in between
+    (seen: 2 of 15 replays of one scenario differed). Far in the past, it is expired
+    for every reader, whenever it read its clock.
+    """
+    from django.core.cache import caches
+    from django.db import connections, router
+
+    cache = caches[alias]
+    db = router.db_for_write(cache.cache_model_class)
+    conn = connections[db]
+    table = conn.ops.quote_name(cache._table)
+    long_ago = conn.ops.adapt_datetimefield_value(_LONG_AGO)
+    with conn.cursor() as cursor:
+        cursor.execute(
+            f"SELECT cache_key, expires FROM {table} WHERE cache_key LIKE %s", [f"%{key}%"]
+        )
+        rows = [k for k, expires in cursor.fetchall() if getattr(expires, "year", 0) < 9999]
+        for cache_key in rows:  # year 9999: stored with timeout=None, no TTL to elapse
+            cursor.execute(
+                f"UPDATE {table} SET expires = %s WHERE cache_key = %s", [long_ago, cache_key]
+            )
+    return [f"{alias} {k}" for k in rows]

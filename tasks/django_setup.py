@@ -59,7 +59,7 @@ def settings_dict(env: os._Environ[str] | dict[str, str] = os.environ) -> dict[s
             "OPTIONS": _NO_CULL,
         },
         "db": {
-            "BACKEND": "tasks.instrument.caches.DatabaseCache",
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
             "LOCATION": SQLITE_CACHE_TABLE,
             "OPTIONS": _NO_CULL,
         },
@@ -75,7 +75,7 @@ def settings_dict(env: os._Environ[str] | dict[str, str] = os.environ) -> dict[s
             "PORT": str(url.port or 5432),
         }
         caches["db-postgres"] = {
-            "BACKEND": "tasks.instrument.caches.DatabaseCache",
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
             "LOCATION": PG_CACHE_TABLE,
             "OPTIONS": _NO_CULL,
         }

@@ -7,10 +7,8 @@ the SQL wrapper (``tasks.instrument.sql``).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
-from django.core.cache.backends import db as django_db
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.locmem import LocMemCache as DjangoLocMemCache
 from django.core.cache.backends.memcached import PyMemcacheCache as DjangoPyMemcacheCache
@@ -126,33 +124,3 @@ class PyMemcacheCache(DjangoPyMemcacheCache):
     def __init__(self, server: Any, params: Any) -> None:
         super().__init__(server, params)
         self._class = DjangoInstrumentedHashClient
-
-
-def _virtual_now() -> datetime:
-    return datetime.fromtimestamp(wall(), tz=UTC)
-
-
-class DatabaseCache(django_db.DatabaseCache):
-    """Django's DatabaseCache on the scenario's virtual wall clock.
-
-    Whether a row has expired is decided by Django, not by the database: ``_base_set``
-    reads ``now`` once, right after its ``SELECT COUNT(*)``, truncates it to the second
-    and compares it with the row's ``expires`` in a later statement
-    (django/core/cache/backends/db.py). An expiry move that rewrote ``expires`` on the
-    server would race that earlier clock read across second boundaries (seen: 2 runs
-    in 15 of one scenario refused instead of acquired). So, as for LocMemCache, the
-    expiry move makes time pass: rows keep their real ``expires`` and every clock read
-    after the move is one TTL later, every read before it is not.
-    """
-
-    def get_backend_timeout(self, timeout: Any = DEFAULT_TIMEOUT) -> float | None:
-        if timeout == DEFAULT_TIMEOUT:
-            timeout = self.default_timeout
-        elif timeout == 0:
-            timeout = -1
-        return None if timeout is None else wall() + timeout
-
-
-# _base_set, get_many and has_key read the module's tz_now; only our DatabaseCache is
-# used in a worker, so the module-level switch affects nothing else.
-django_db.tz_now = _virtual_now
