@@ -22,9 +22,10 @@ Script items, separated by ``;``: any move (``submit``, ``step t1``, ``kill t1``
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from harness.controller import Controller, Execution
+from harness.lockrun import LockRun, LockRunner
 
 ORDER = {
     "start": 0, "acquiring": 1, "holding": 2, "refused": 2, "releasing": 3, "released": 4,
@@ -140,3 +141,13 @@ def chooser(script: str, ctl: Controller) -> Callable[[list[str]], str]:
         return next(m for m in enabled if m == "submit" or m.startswith(("step", "resume")))
 
     return choose
+
+
+def play(runner: LockRunner, prop: str) -> Iterator[tuple[str, LockRun]]:
+    """Run each attack of ``prop`` that applies; yield its name and what happened."""
+    for name, script in ATTACKS.get(prop, []):
+        try:
+            run = runner.run(script.count("submit"), chooser(script, runner.cluster.controller))
+        except NotApplicable:
+            continue
+        yield name, run

@@ -198,20 +198,17 @@ def search(cluster: Cluster, config: LockConfig, prop: str) -> Outcome:
         return outcome("harness error", error=f"{type(exc).__name__}: {exc}")
     # The search found nothing: play the known attack shapes (properties/attacks.py).
     tried = 0
-    for name, script in attacks.ATTACKS.get(prop, []):
-        try:
-            run = runner.run(script.count("submit"), attacks.chooser(script, cluster.controller))
-        except attacks.NotApplicable:
-            continue
-        except Exception as exc:
-            return outcome("harness error", error=f"attack {name!r}: {type(exc).__name__}: {exc}")
-        tried += 1
-        examples += 1
-        if (found := judge(prop, config, run)) is not None:
-            return outcome(
-                _verdict(found), failure=found, found_by=f"attack: {name}",
-                notes=[f"the random search found no counterexample in {examples - 1} examples"],
-            )  # fmt: skip
+    try:
+        for name, run in attacks.play(runner, prop):
+            tried += 1
+            examples += 1
+            if (found := judge(prop, config, run)) is not None:
+                return outcome(
+                    _verdict(found), failure=found, found_by=f"attack: {name}",
+                    notes=[f"the random search found no counterexample in {examples - 1} examples"],
+                )  # fmt: skip
+    except Exception as exc:
+        return outcome("harness error", error=f"attack scripts: {type(exc).__name__}: {exc}")
     return outcome("holds", notes=[f"{tried} attack scripts passed too"])
 
 
@@ -227,13 +224,7 @@ def _tightened(cluster: Cluster, failure: Failure) -> Failure:
         run = tighten(cluster, failure.run, sc.prop, same)
         # An attack shape that fails the same way may be smaller still.
         runner = LockRunner(cluster, sc.config, frozenset(expectations.PROPERTIES[sc.prop].moves))
-        for _name, script in attacks.ATTACKS.get(sc.prop, []):
-            try:
-                tried = runner.run(
-                    script.count("submit"), attacks.chooser(script, cluster.controller)
-                )
-            except attacks.NotApplicable:
-                continue
+        for _name, tried in attacks.play(runner, sc.prop):
             if size(tried.moves) < size(run.moves) and same(tried):
                 run = tried
     except Exception:  # a harness hiccup here must not hide the failure already found
