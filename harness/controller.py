@@ -54,8 +54,6 @@ class Execution:
     phase: str = "start"  # start | acquiring | holding | refused | releasing | released
     acquiring_points: int = 0  # points reached inside the acquire call
     acquired: bool = False
-    released: bool = False
-    lease_epoch: int = -1  # expiries seen when the lease was taken
 
 
 class Controller:
@@ -223,14 +221,14 @@ class Controller:
         elif k == "acq_end":
             ok = bool(msg["acquired"])
             if ok:
-                ex.acquired, ex.lease_epoch = True, self.expiries
+                ex.acquired = True
             ex.phase = "holding" if ok else "refused"
             self.history.append(h.AcquireEnd(ex.id, msg["key"], ok, msg.get("error")))
         elif k == "rel":
             ex.phase = "releasing"
             self.history.append(h.ReleaseBegin(ex.id, msg["key"]))
         elif k == "rel_end":
-            ex.released, ex.phase = True, "released"
+            ex.phase = "released"
             self.history.append(h.ReleaseEnd(ex.id, msg["key"], msg.get("error")))
         elif k == "invoice":
             self.history.append(h.InvoiceCreated(ex.id, msg["order"]))
