@@ -4,6 +4,7 @@ nox -s tests                         unit tests + a bounded property run (ci pro
 nox -s suite                         every property on the full config matrix
 nox -s bench                         reports/bench.json
 nox -s check-lock -- pkg.mod:make    check your own lock
+nox -s check-effect -- pkg.mod:make  check your own idempotent effect
 nox -s replay -- '<scenario line>'   replay a failure exactly
 """
 
@@ -89,6 +90,22 @@ def check_lock(session: nox.Session) -> None:
         session, "properties/test_locks.py", "-q", "--lock", lock,
         "--hypothesis-profile", os.environ.get("SUITE_PROFILE", "ci"),
         "--findings", "reports/check-lock.json", *rest,
+    )  # fmt: skip
+
+
+@nox.session(name="check-effect", python=PYTHON)
+def check_effect(session: nox.Session) -> None:
+    """Check a plug-in effect: nox -s check-effect -- pkg.mod:make_effect [pytest args]."""
+    if not session.posargs or ":" not in session.posargs[0]:
+        session.error(
+            "usage: nox -s check-effect -- pkg.mod:make_effect (importable via PYTHONPATH)"
+        )
+    _install(session)
+    effect, *rest = session.posargs
+    _pytest(
+        session, "properties/test_delivery.py", "-q", "--effect", effect,
+        "--hypothesis-profile", os.environ.get("SUITE_PROFILE", "ci"),
+        "--findings", "reports/check-effect.json", *rest,
     )  # fmt: skip
 
 

@@ -2,13 +2,16 @@
 
 Servers are the harness's own (free loopback ports, a temp dir) unless a URL in the
 environment points at an existing one: ``SUITE_BROKER_URL``, ``SUITE_CACHE_REDIS_URL``,
-``SUITE_MEMCACHED`` (host:port), ``SUITE_PG_DSN``.
+``SUITE_MEMCACHED`` (host:port), ``SUITE_PG_DSN``. RabbitMQ is always a service, by
+``SUITE_AMQP_URL`` (default: guest on 127.0.0.1:5672), and only looked at when a
+scenario uses it; the run's queues carry its run id and expire once unused.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import socket
 import tempfile
@@ -17,10 +20,15 @@ from typing import Any
 from urllib.parse import urlparse
 
 from harness import expiry, procs
+from harness.brokers import AmqpBroker, Broker, RedisBroker
 from harness.controller import Controller
 from harness.errors import HarnessError
+from harness.forkserver import ForkServer
 from harness.servers import Memcached, Postgres, RedisServer
 from harness.workers import ROOT, Worker, WorkerSpec
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
+QUEUE_EXPIRES_MS = 600_000  # an abandoned run's queues vanish from RabbitMQ after 10 min
 
 
 def _reachable(url_or_address: str, what: str, env_name: str) -> None:
@@ -51,6 +59,12 @@ class Cluster:
         self._incarnations = 0
         self._examples = 0
         self._app: Any = None
+        self._senders: dict[str, Any] = {}
+        self._brokers: dict[str, Broker] = {}
+        self._pg: Any = None
+        self._forkserver: ForkServer | None = None
+        self._queues: dict[str, list[str]] = {"redis": [], "amqp": []}  # every queue made
+        self.run_id = secrets.token_hex(3) + "-"
 
     # --- start / stop --------------------------------------------------------------------
 
@@ -83,7 +97,13 @@ class Cluster:
             self.servers.append(pg)
             dsn = pg.dsn()
         env["SUITE_PG_DSN"] = dsn
+        env["SUITE_RESULT_URL"] = env["SUITE_CACHE_REDIS_URL"].rsplit("/", 1)[0] + "/1"
+        env["SUITE_AMQP_URL"] = os.environ.get("SUITE_AMQP_URL", DEFAULT_AMQP_URL)
+        env["SUITE_QUEUE_EXPIRES_MS"] = str(QUEUE_EXPIRES_MS)
         self.env = {**os.environ, **env}
+        if os.environ.get("SUITE_FORKSERVER", "1") == "1":
+            # Imports in the background while PostgreSQL and the tables are set up.
+            self._forkserver = ForkServer(self.run_dir, self.env, str(ROOT))
         # The test process uses the same Django settings to create tables, read the
         # invoice store and expire database-cache rows. Django is configured once per
         # process, so one process holds one cluster at a time.
@@ -93,7 +113,19 @@ class Cluster:
 
         django_setup.configure()
         django_setup.create_tables()
+        from tasks.effects import store
+
+        store.create_table(self.pg)
         return self
+
+    @property
+    def pg(self) -> Any:
+        """The harness's own connection to the run's PostgreSQL (autocommit)."""
+        if self._pg is None:
+            import psycopg
+
+            self._pg = psycopg.connect(self.env["SUITE_PG_DSN"], autocommit=True)
+        return self._pg
 
     def _redis(self, env_name: str, what: str) -> str:
         if url := os.environ.get(env_name):
@@ -107,6 +139,18 @@ class Cluster:
     def stop(self) -> None:
         for worker in [*self.workers.values(), *self._standby.values()]:
             worker.stop()
+        if self._forkserver is not None:
+            self._forkserver.stop()
+            self._forkserver = None
+        if "amqp" in self._brokers:
+            self._brokers["amqp"].delete(self._queues["amqp"])
+        for broker in self._brokers.values():
+            broker.close()
+        self._brokers.clear()
+        if self._pg is not None:
+            with contextlib.suppress(Exception):
+                self._pg.close()
+            self._pg = None
         self.workers.clear()
         self._standby.clear()
         for server in reversed(self.servers):
@@ -145,21 +189,81 @@ class Cluster:
             worker.start()
         return worker
 
-    def replace(self, spec: WorkerSpec) -> Worker:
+    def replace(self, spec: WorkerSpec, adopt: list[str] | None = None) -> Worker:
         """The worker for ``spec`` died: promote the standby (started in the background
-        after the previous replacement) and launch the next standby."""
+        after the previous replacement) and launch the next standby.
+
+        ``adopt``: queues the dead worker consumed that the standby must now consume
+        too (remote control ``add_consumer``), so what the broker gives back reaches
+        a worker: the "second worker" of a redelivery."""
         standby = self._standby.pop(spec, None) or self._new_worker(spec)
         if standby._managed is None:
             standby.launch()
         standby.await_ready()
+        for queue in adopt or []:
+            self.adopt(standby, queue)
         self.workers[spec] = standby
-        nxt = self._standby[spec] = self._new_worker(spec)
-        nxt.launch()
+        self.prepare_standby(spec)
         return standby
+
+    def prepare_standby(self, spec: WorkerSpec) -> None:
+        """Launch the standby for ``spec`` now (it starts while scenarios run)."""
+        if spec not in self._standby:
+            nxt = self._standby[spec] = self._new_worker(spec)
+            nxt.launch()
+
+    def adopt(self, worker: Worker, queue: str) -> None:
+        """Make ``worker`` consume ``queue`` too, and wait until it does."""
+        ctl = self.controller
+        ctl.command(worker.main(), {"t": "adopt", "queue": queue})
+        ctl.wait(
+            lambda: (worker.hostname, queue) in ctl.adopted,
+            f"worker {worker.hostname} to consume {queue}",
+        )
+        worker.queues.append(queue)
 
     def _new_worker(self, spec: WorkerSpec) -> Worker:
         self._incarnations += 1
-        return Worker(spec, self.controller, self.env, self.run_dir, self._incarnations)
+        worker = Worker(
+            spec, self.controller, self.env, self.run_dir, self._incarnations, self.run_id,
+            self._forkserver,
+        )  # fmt: skip
+        self._queues[spec.broker].append(worker.queue)
+        return worker
+
+    def broker(self, kind: str) -> Broker:
+        """Probes of the broker ``kind`` (redis: the run's own; amqp: the service)."""
+        if kind not in self._brokers:
+            if kind == "redis":
+                self._brokers[kind] = RedisBroker(self.env["SUITE_BROKER_URL"])
+            elif kind == "amqp":
+                self._brokers[kind] = AmqpBroker(self.env["SUITE_AMQP_URL"])
+            else:
+                raise HarnessError(f"unknown broker {kind!r}: choose redis or amqp")
+        return self._brokers[kind]
+
+    def sender(self, kind: str) -> Any:
+        """A Celery app that publishes to broker ``kind`` (the application side)."""
+        if kind == "redis":
+            return self.app
+        if kind not in self._senders:
+            from celery import Celery
+
+            self.broker(kind)  # one clear error if it is unreachable
+            _ = self.app  # tasks.app sets how the suite declares queues
+            sender = Celery(f"suite-sender-{kind}", broker=self.env["SUITE_AMQP_URL"])
+            sender.conf.broker_connection_retry_on_startup = False
+            self._senders[kind] = sender
+        return self._senders[kind]
+
+    def state(self, task_id: str) -> str:
+        """The task's state in the result backend (PENDING when nothing was stored)."""
+        return str(self.app.AsyncResult(task_id).state)
+
+    def effect_count(self, order: str) -> int:
+        from tasks.effects import store
+
+        return store.count(self.pg, order)
 
     @property
     def app(self) -> Any:
@@ -169,8 +273,17 @@ class Cluster:
             self._app = app
         return self._app
 
-    def send(self, worker: Worker, name: str, spec: dict[str, Any]) -> None:
-        self.app.send_task(name, args=[spec], queue=worker.queue)
+    def send(
+        self,
+        worker: Worker,
+        name: str,
+        spec: dict[str, Any],
+        task_id: str | None = None,
+        queue: str | None = None,
+    ) -> None:
+        self.sender(worker.spec.broker).send_task(
+            name, args=[spec], queue=queue or worker.queue, task_id=task_id
+        )
 
     def next_example(self) -> int:
         self._examples += 1

@@ -17,7 +17,7 @@ import selectors
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from harness.errors import HarnessError, HarnessTimeout
@@ -54,6 +54,41 @@ class Execution:
     phase: str = "start"  # start | acquiring | holding | refused | releasing | released
     acquiring_points: int = 0  # points reached inside the acquire call
     acquired: bool = False
+    status: str | None = None  # how the body ended: ok | error
+
+
+@dataclass
+class Message:
+    """What the workers said about one task's message (by its task id)."""
+
+    task: str
+    received: list[str] = field(default_factory=list)  # worker hostnames, per delivery
+    settled_by: list[str] = field(default_factory=list)  # who acked or rejected a delivery
+    handled: int = 0  # failures (a lost child included) the main process finished handling
+    states: list[str] = field(default_factory=list)
+    log: list[tuple[str, str]] = field(default_factory=list)  # (recv|settle, worker)
+    requeued: int = 0  # deliveries rejected with requeue: the broker owes one more each
+    closed: int = 0  # deliveries handed back by the broker itself (vt, dead connection)
+
+    def outstanding(self, worker: str) -> int:
+        """Deliveries ``worker`` received and has not acked or rejected."""
+        return self.received.count(worker) - self.settled_by.count(worker)
+
+    def held_by(self, worker: str) -> bool:
+        """Whether kombu's virtual QoS on ``worker`` counts the message against its
+        prefetch: it keys deliveries by tag, and a redelivered Redis message keeps its
+        tag, so any ack or reject of one delivery uncounts them all
+        (kombu/transport/virtual/base.py ``QoS.can_consume``)."""
+        held = False
+        for kind, who in self.log:
+            if who == worker:
+                held = kind == "recv"
+        return held
+
+    def owed(self) -> int:
+        """Deliveries the broker has yet to make: the first, one per requeue, one per
+        delivery it took back, minus those made."""
+        return 1 + self.requeued + self.closed - len(self.received)
 
 
 class Controller:
@@ -81,6 +116,9 @@ class Controller:
         self._named: dict[str, int] = {}  # names handed out this example, per prefix
         self._deferred: list[tuple[int, dict[str, Any]]] = []
         self.anomalies: list[str] = []
+        self.messages: dict[str, Message] = {}  # task id -> message, this example
+        self._reports: list[h.Event] = []  # broker / backend reports not yet in history
+        self.adopted: set[tuple[str, str]] = set()  # (worker, queue) it now consumes
 
     # --- reading (all in the caller's thread: no hand-off, one order of events) -----
 
@@ -138,8 +176,12 @@ class Controller:
         what: str,
         timeout: float = DEFAULT_TIMEOUT,
         check: Callable[[], None] | None = None,
+        poll: float = 0.5,
     ) -> None:
-        """Apply events until ``done()``; ``check()`` may raise to stop early."""
+        """Apply events until ``done()``; ``check()`` may raise to stop early.
+
+        ``poll`` bounds the time between two looks at ``done()`` when it also reads
+        state no event announces (a broker queue)."""
         deadline = time.monotonic() + timeout
         while not done():
             if check is not None:
@@ -150,16 +192,21 @@ class Controller:
                     f"timed out after {timeout:.0f}s waiting for {what}; "
                     f"executions: {self.describe()}"
                 )
-            self.pump(min(left, 0.5))
+            self.pump(min(left, poll))
 
     def _apply(self, cid: int, msg: dict[str, Any] | None) -> None:
         if msg is None:
             self._closed(cid)
             return
         kind = msg.get("t")
-        if kind == "hello":
+        if kind in ("recv", "ack", "reject", "handled", "state"):
+            self._delivery(kind, msg)
+        elif kind == "adopted":
+            self.adopted.add((msg["worker"], msg["queue"]))
+        elif kind == "hello":
             self._hello(cid, msg)
         elif kind == "start":
+            self._receipts_first()
             self._start(cid, msg)
         else:
             x = self._conn_exec.get(cid)
@@ -174,9 +221,56 @@ class Controller:
             elif kind == "rec":
                 self._record(ex, msg)
             elif kind == "end":
-                ex.state = "done"
+                ex.state, ex.status = "done", msg["status"]
                 self.history.append(h.Finished(ex.id, msg["status"], msg.get("error")))
                 del self._conn_exec[cid]
+
+    def _receipts_first(self) -> None:
+        """Apply every receipt already sent before an execution's start.
+
+        The main process reports a receipt before it hands the job to a pool child,
+        so by the time the child's start arrives the receipt is in our socket buffer;
+        a zero-timeout read takes it in, and the history says "received" before
+        "starts" every time, whichever socket select() happens to list first."""
+        self._read(0)
+        receipts = [ev for ev in self._events if ev[1] is not None and ev[1].get("t") == "recv"]
+        for ev in receipts:
+            self._events.remove(ev)
+            self._apply(*ev)
+
+    def _delivery(self, kind: str, msg: dict[str, Any]) -> None:
+        m = self.messages.get(msg["id"])
+        if m is None:
+            return  # a message of an earlier example, or of a lock scenario
+        if kind in ("recv", "ack", "reject"):
+            m.log.append(("recv" if kind == "recv" else "settle", msg["worker"]))
+        if kind == "recv":
+            m.received.append(msg["worker"])
+            alias = self.aliases.get(msg["worker"], msg["worker"])
+            self.history.append(h.Received(m.task, alias, bool(msg.get("redelivered"))))
+        elif kind == "ack":
+            m.settled_by.append(msg["worker"])
+            self._reports.append(h.Acked(m.task))
+        elif kind == "reject":
+            m.settled_by.append(msg["worker"])
+            m.requeued += bool(msg["requeue"])
+            self._reports.append(h.Rejected(m.task, bool(msg["requeue"])))
+        elif kind == "handled":
+            m.handled += 1
+        else:
+            m.states.append(msg["state"])
+            self._reports.append(h.StateWritten(m.task, msg["state"]))
+
+    def flush(self) -> None:
+        """Append the broker and backend reports received so far, grouped by task.
+
+        They come from several processes over several connections, so their arrival
+        order is a race; each task's own reports keep their order (they are causally
+        ordered), and tasks go in name order, so the history is the same every run."""
+        reports, self._reports = self._reports, []
+        order = {t: i for i, t in enumerate(sorted({getattr(e, "task", "") for e in reports}))}
+        reports.sort(key=lambda e: order[getattr(e, "task", "")])
+        self.history.events.extend(reports)
 
     def _hello(self, cid: int, msg: dict[str, Any]) -> None:
         worker, role, index = msg["worker"], msg["role"], msg.get("index")
@@ -200,11 +294,16 @@ class Controller:
         self._attempts[task] = n
         x = task if n == 1 else f"{task}#{n}"
         proc = self.procs[pid]
-        if not proc.name:
-            proc.name = self._name(proc)
+        self.name_of(proc)
         self.executions[x] = Execution(x, task, pid, proc.name, cid)
         self._conn_exec[cid] = x
-        self.history.append(h.Started(x, task, proc.name))
+        self.history.append(h.Started(x, task, proc.name, bool(msg.get("redelivered"))))
+
+    def name_of(self, proc: Proc) -> str:
+        """The process's name in this example, given now if it has none yet."""
+        if not proc.name:
+            proc.name = self._name(proc)
+        return proc.name
 
     def _name(self, proc: Proc) -> str:
         alias = self.aliases.get(proc.worker, proc.worker)
@@ -232,6 +331,8 @@ class Controller:
             self.history.append(h.ReleaseEnd(ex.id, msg["key"], msg.get("error")))
         elif k == "invoice":
             self.history.append(h.InvoiceCreated(ex.id, msg["order"]))
+        elif k == "effect":
+            self.history.append(h.EffectDone(ex.id, msg["order"]))
         else:
             self.anomalies.append(f"unknown record {k!r} from {ex.id}")
 
@@ -277,10 +378,20 @@ class Controller:
         self._attempts = {}
         self.expiries = 0
         self.anomalies = []
+        self.messages = {}
+        self._reports = []
         return self.history
 
-    def accept(self, task: str) -> None:
+    def accept(self, task: str, task_id: str | None = None) -> None:
+        """Executions of ``task`` belong to this example; ``task_id`` is its Celery id,
+        for the delivery reports."""
         self._accepting.add(task)
+        if task_id is not None:
+            self.messages[task_id] = Message(task)
+
+    def command(self, proc: Proc, msg: dict[str, Any]) -> None:
+        """Send a command to a worker's main process on its agent connection."""
+        self._reply(proc.conn, msg)
 
     def release(self, x: str, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Let a parked execution run to its next point (or its end)."""

@@ -27,6 +27,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TypeVar
 
+import psutil
+
 from harness.errors import HarnessError, HarnessTimeout, MissingBinary
 
 T = TypeVar("T")
@@ -179,6 +181,50 @@ def _credentials(user: str) -> tuple[int, int, list[int]]:
             f"user {user!r} does not exist; create it or run as another user"
         ) from None
     return pw.pw_uid, pw.pw_gid, os.getgrouplist(user, pw.pw_gid)
+
+
+class _Forked:
+    """The part of ``subprocess.Popen`` that ``Managed`` uses, for a process another
+    process of ours forked (the worker fork server): it is not our child, so its end
+    is seen by its pid going away (the fork server reaps it at once)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                if psutil.Process(self.pid).status() == psutil.STATUS_ZOMBIE:
+                    self.returncode = -1
+            except psutil.NoSuchProcess:
+                self.returncode = -1  # the real status went to the fork server
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = time.monotonic() + (timeout if timeout is not None else 1e9)
+        while self.poll() is None:
+            if time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout or 0.0)
+            time.sleep(0.005)
+        assert self.returncode is not None
+        return self.returncode
+
+
+def adopt(name: str, pid: int, log_path: str | None = None) -> Managed:
+    """Manage a process the fork server started (its own group leader, tied to the
+    fork server's life, which is tied to ours) like one we spawned."""
+    managed = Managed(name, _Forked(pid), log_path)  # type: ignore[arg-type]
+    with _lock:
+        _registry.append(managed)
+        if _cleanup_installed:
+            _ensure_reaper()
+    return managed
 
 
 def spawn(

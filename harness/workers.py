@@ -17,6 +17,7 @@ import psutil
 from harness import procs
 from harness.controller import Controller, Proc
 from harness.errors import HarnessError
+from harness.forkserver import ForkServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,13 +28,20 @@ class WorkerSpec:
     concurrency: int
     acks_late: bool = False
     reject_on_worker_lost: bool = False
+    broker: str = "redis"
+    track_started: bool = False
+    prefetch: int = 1
 
     @property
     def name(self) -> str:
         flags = ("-late" if self.acks_late else "") + (
             "-requeue" if self.reject_on_worker_lost else ""
         )
-        return f"{self.pool}{self.concurrency}{flags}"
+        extra = ("-started" if self.track_started else "") + (
+            f"-p{self.prefetch}" if self.prefetch != 1 else ""
+        )
+        broker = "" if self.broker == "redis" else f"-{self.broker}"
+        return f"{self.pool}{self.concurrency}{flags}{extra}{broker}"
 
     @property
     def children(self) -> int:
@@ -49,13 +57,17 @@ class Worker:
         env: dict[str, str],
         run_dir: Path,
         incarnation: int = 1,
+        run_id: str = "",
+        forkserver: ForkServer | None = None,
     ) -> None:
         self.spec = spec
+        self.forkserver = forkserver
         self.controller = controller
         # Each incarnation has its own name and queue, so a standby can be started
-        # while the active worker runs without taking its tasks.
-        self.queue = f"q-{spec.name}-{incarnation}"
-        self.hostname = f"{spec.name}-{incarnation}@localhost"
+        # while the active worker runs without taking its tasks. The run id keeps
+        # queues of concurrent runs apart on a shared broker (RabbitMQ).
+        self.queue = f"{run_id}q-{spec.name}-{incarnation}"
+        self.hostname = f"{run_id}{spec.name}-{incarnation}@localhost"
         self.alias = "w1"
         self._env = env
         self._log = run_dir / f"worker-{spec.name}-{incarnation}.log"
@@ -73,13 +85,25 @@ class Worker:
             SUITE_WORKER=self.hostname,
             SUITE_ACKS_LATE="1" if self.spec.acks_late else "0",
             SUITE_REJECT_ON_WORKER_LOST="1" if self.spec.reject_on_worker_lost else "0",
+            SUITE_TRACK_STARTED="1" if self.spec.track_started else "0",
+            SUITE_PREFETCH=str(self.spec.prefetch),
         )
+        if self.spec.broker == "amqp":
+            env["SUITE_BROKER_URL"] = env["SUITE_AMQP_URL"]
+        level = os.environ.get("SUITE_WORKER_LOGLEVEL", "WARNING")  # DEBUG to see Celery's side
         argv = [
             sys.executable, "-m", "celery", "-A", "tasks.app", "worker",
             "-P", self.spec.pool, "-c", str(self.spec.concurrency), "-Q", self.queue,
-            "-n", self.hostname, "-O", "fair", "-l", "WARNING",
+            "-n", self.hostname, "-O", "fair", "-l", level,
             "--without-gossip", "--without-mingle", "--without-heartbeat",
         ]  # fmt: skip
+        self.queues = [self.queue]
+        if self.forkserver is not None:
+            self._managed = self.forkserver.fork(
+                argv[3:], name=f"worker {self.hostname}", env=env, cwd=str(ROOT),
+                log_path=str(self._log),
+            )  # fmt: skip
+            return
         self._managed = procs.spawn(
             argv, name=f"worker {self.hostname}", env=env, cwd=str(ROOT), log_path=str(self._log)
         )

@@ -110,3 +110,50 @@ class LockConfig:
 
     def label(self) -> str:
         return f"{self.lock}/{self.pool}/c{self.concurrency}"
+
+
+Broker = Literal["redis", "amqp"]
+BROKERS: tuple[Broker, ...] = ("redis", "amqp")
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    """What a delivery scenario runs on: the broker, the pool and the ack settings.
+
+    One active worker consumes the scenario's queue; a warm standby takes the queue over
+    when the active worker's main process dies (that is the "second worker" a
+    redelivery goes to). ``effect`` is the invoice effect, built-in name or plug-in path.
+    """
+
+    broker: Broker
+    pool: Pool
+    concurrency: int
+    acks_late: bool
+    reject_on_worker_lost: bool = False
+    effect: str = "insert-on-conflict"
+    track_started: bool = True
+    prefetch: int = 1  # worker_prefetch_multiplier
+
+    def __post_init__(self) -> None:
+        if self.broker not in BROKERS:
+            raise ValueError(f"unknown broker {self.broker!r}: choose one of {', '.join(BROKERS)}")
+        if self.pool not in POOLS:
+            raise ValueError(f"unknown pool {self.pool!r}: choose one of {', '.join(POOLS)}")
+        if not 1 <= self.concurrency <= 4:
+            raise ValueError(f"concurrency {self.concurrency} out of range 1..4")
+        if self.pool == "solo" and self.concurrency != 1:
+            raise ValueError("the solo pool runs one task at a time: concurrency must be 1")
+        if self.reject_on_worker_lost and not self.acks_late:
+            raise ValueError("reject_on_worker_lost only acts with acks_late (Celery ignores it)")
+
+    @property
+    def ack(self) -> str:
+        if not self.acks_late:
+            return "early"
+        return "late+requeue" if self.reject_on_worker_lost else "late"
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    def label(self) -> str:
+        return f"{self.effect}/{self.broker}/{self.ack}/{self.pool}/c{self.concurrency}"

@@ -67,6 +67,31 @@ class Started(Event):
     execution: str
     task: str
     process: str
+    redelivered: bool = False  # the broker's flag on the message this execution runs
+
+
+@dataclass(frozen=True)
+class Received(Event):
+    """A worker's main process took the task's message from the broker (it may wait
+    in the worker's buffer before a pool slot starts it)."""
+
+    task: str
+    worker: str
+    redelivered: bool = False
+
+
+@dataclass(frozen=True)
+class VisibilityTimeout(Event):
+    """On Redis: every message unacked so far has been unacked longer than the
+    visibility timeout now; a consuming worker's scan restores it to its queue."""
+
+
+@dataclass(frozen=True)
+class Shutdown(Event):
+    """SIGTERM (warm) or SIGQUIT (cold) to a worker's main process."""
+
+    worker: str
+    kind: str  # warm | cold
 
 
 @dataclass(frozen=True)
@@ -111,6 +136,35 @@ class InvoiceCreated(Event):
 
 
 @dataclass(frozen=True)
+class EffectDone(Event):
+    """The effect function returned: whatever it commits is committed."""
+
+    execution: str
+    order: str
+
+
+@dataclass(frozen=True)
+class Acked(Event):
+    """The worker acknowledged the task's message (seen in the worker's main process)."""
+
+    task: str
+
+
+@dataclass(frozen=True)
+class Rejected(Event):
+    task: str
+    requeue: bool
+
+
+@dataclass(frozen=True)
+class StateWritten(Event):
+    """A result state the worker asked the backend to store for the task."""
+
+    task: str
+    state: str
+
+
+@dataclass(frozen=True)
 class Finished(Event):
     """The task body returned (``ok``) or raised (``error``)."""
 
@@ -128,6 +182,14 @@ class InvoiceCount(Event):
 
     order: str
     count: int
+
+
+@dataclass(frozen=True)
+class FinalState(Event):
+    """The task's state in the result backend once the scenario is over."""
+
+    task: str
+    state: str
 
 
 @dataclass

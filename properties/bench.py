@@ -20,9 +20,10 @@ from pathlib import Path
 import psutil
 
 from harness.cluster import Cluster
+from harness.deliveryrun import DeliveryRunner
 from harness.lockrun import Chooser, LockRunner
 from harness.workers import WorkerSpec
-from model.config import LockConfig
+from model.config import DeliveryConfig, LockConfig
 
 
 def tree_rss_mb() -> float:
@@ -50,19 +51,41 @@ def submit_then_round_robin(cluster: Cluster, kill_at: str | None = None) -> Cho
     return choose
 
 
+def kill_main_mid_task(cluster: Cluster) -> Chooser:
+    """Submit t1, let it reach its first SQL statement, kill its worker's main process,
+    let the visibility timeout pass, then step whatever runs to the end."""
+    ctl = cluster.controller
+
+    def choose(enabled: list[str]) -> str:
+        t1 = ctl.executions.get("t1")
+        if "submit" in enabled:
+            return "submit"
+        if t1 is not None and t1.point.startswith("sql") and "kill t1" in enabled:
+            return "kill t1"
+        calm = [m for m in enabled if m.startswith("step")]
+        return calm[0] if calm else "vt"
+
+    return choose
+
+
 def bench(
-    name: str, cluster: Cluster, config: LockConfig, n: int, allowed: frozenset[str],
-    chooser: Callable[[], Chooser], before: Callable[[], None] | None = None,
+    name: str, cluster: Cluster, config: LockConfig | DeliveryConfig, n: int,
+    allowed: frozenset[str], chooser: Callable[[], Chooser],
+    before: Callable[[], None] | None = None, tasks: int = 2,
 ) -> dict[str, object]:  # fmt: skip
-    runner = LockRunner(cluster, config, allowed)
-    runner.run(2, chooser())  # warm: the worker is up and the lock clients are made
+    runner: LockRunner | DeliveryRunner
+    if isinstance(config, DeliveryConfig):
+        runner = DeliveryRunner(cluster, config, allowed)
+    else:
+        runner = LockRunner(cluster, config, allowed)
+    runner.run(tasks, chooser())  # warm: the worker is up and the lock clients are made
     peak = tree_rss_mb()
     seconds = 0.0
     for i in range(n):
         started = time.perf_counter()
         if before is not None:
             before()
-        runner.run(2, chooser())
+        runner.run(tasks, chooser())
         seconds += time.perf_counter() - started
         if i % 10 == 0 or i == n - 1:  # sampled outside the timed part: psutil is slow
             peak = max(peak, tree_rss_mb())
@@ -99,6 +122,13 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(bench(
             "lock-redis-2tasks-kill", cluster, kill_config, count(100), frozenset({"kill"}),
             lambda: submit_then_round_robin(cluster, kill_at="cs"),
+        ))  # fmt: skip
+        # One message under acks_late; the worker's main process dies mid-task; the
+        # warm standby takes the queue over and runs the redelivery to completion.
+        delivery = DeliveryConfig("redis", "solo", 1, acks_late=True)
+        rows.append(bench(
+            "delivery-kill-main", cluster, delivery, count(30), frozenset({"kill", "vt"}),
+            lambda: kill_main_mid_task(cluster), tasks=1,
         ))  # fmt: skip
         fresh = cluster.worker(WorkerSpec("prefork", 2))
         rows.append(bench(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from model import expectations
+from model import delivery_properties, expectations
 from properties import findings, matrix, profiles
 
 profiles.register()
@@ -23,7 +23,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="check a plug-in lock 'pkg.mod:make_lock' instead of the built-ins (repeatable)",
     )  # fmt: skip
     group.addoption(
-        "--property", action="append", default=[], choices=sorted(expectations.PROPERTIES),
+        "--effect", action="append", default=[],
+        help="check a plug-in effect 'pkg.mod:make_effect' instead of the built-ins (repeatable)",
+    )  # fmt: skip
+    group.addoption(
+        "--property", action="append", default=[],
+        choices=sorted([*expectations.PROPERTIES, *delivery_properties.PROPERTIES]),
         help="only these properties (repeatable; default: all)",
     )  # fmt: skip
     group.addoption(
@@ -32,17 +37,36 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    opt = metafunc.config.getoption
+    if "delivery_config" in metafunc.fixturenames:
+        wanted = [p for p in opt("property") if p in delivery_properties.PROPERTIES]
+        cases = matrix.delivery_cases(opt("matrix"), opt("effect"), wanted or None)
+        metafunc.parametrize(
+            ("delivery_prop", "delivery_config"), cases,
+            ids=[f"{p}-{c.label()}" for p, c in cases],
+        )  # fmt: skip
+        return
     if "lock_config" not in metafunc.fixturenames:
         return
-    opt = metafunc.config.getoption
     configs = (
         [c for lock in opt("lock") for c in matrix.plugin_configs(lock)]
         if opt("lock")
         else matrix.builtin_configs(opt("matrix"))
     )
-    props = opt("property") or list(expectations.PROPERTIES)
+    props = [p for p in opt("property") if p in expectations.PROPERTIES] or (
+        [] if opt("property") else list(expectations.PROPERTIES)
+    )
     metafunc.parametrize("lock_config", configs, ids=[c.label() for c in configs])
     metafunc.parametrize("prop", props)
+
+
+def _check_effect(effect: str) -> None:
+    from tasks.effects.builtin import load_effect
+
+    try:
+        load_effect(effect)
+    except ValueError as exc:
+        raise pytest.UsageError(f"--effect {effect}: {exc}") from None
 
 
 def _check_lock(lock: str) -> None:
@@ -59,6 +83,8 @@ def pytest_configure(config: pytest.Config) -> None:
     profiles.bound_shrinking(config.getoption("hypothesis_profile", default=None) or "default")
     for lock in config.getoption("lock", default=[]) or []:
         _check_lock(lock)
+    for effect in config.getoption("effect", default=[]) or []:
+        _check_effect(effect)
     config.stash[findings.KEY] = findings.Findings(Path(config.getoption("findings")))
 
 

@@ -25,10 +25,10 @@ class Findings:
         self.path.write_text(json.dumps(rows, indent=2) + "\n")
 
     def table(self) -> str:
-        head = ("property", "lock", "pool/c", "model says", "verdict", "examples", "s")
+        head = ("property", "config", "model says", "verdict", "examples", "s")
         rows = [
             (
-                o.prop, o.config.lock, f"{o.config.pool}/{o.config.concurrency}", o.expected,
+                o.prop, o.config.label(), o.expected,
                 o.verdict + ("" if o.agrees else "  <-- disagrees"), str(o.examples),
                 f"{o.seconds:.1f}",
             )

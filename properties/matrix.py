@@ -8,7 +8,8 @@ processes, several threads).
 
 from __future__ import annotations
 
-from model.config import BUILTIN_LOCKS, LockConfig, Pool
+from model.config import BUILTIN_LOCKS, DeliveryConfig, LockConfig, Pool
+from model.delivery_properties import BUILTIN_EFFECTS
 
 SHAPES_FULL: list[tuple[Pool, int]] = [
     *(("prefork", c) for c in (1, 2, 3, 4)),
@@ -35,3 +36,56 @@ def builtin_configs(matrix: str) -> list[LockConfig]:
 
 def plugin_configs(lock: str) -> list[LockConfig]:
     return [LockConfig(lock, pool, c) for pool, c in SHAPES_PLUGIN]
+
+
+# Ack settings as (acks_late, reject_on_worker_lost).
+ACKS = ((False, False), (True, False), (True, True))
+
+
+def delivery_configs(matrix: str, effects: list[str] | None = None) -> list[DeliveryConfig]:
+    """``full``: both brokers x every ack setting x prefork/2, threads/2, solo, each with
+    every built-in effect. ``ci``: both brokers x every ack setting on prefork/2 with a
+    sound effect, plus each unsafe effect where it breaks and where it does not. A
+    plug-in effect (``effects``) runs on prefork/2 and threads/2, both brokers, acks_late."""
+    if effects:
+        return [
+            DeliveryConfig(b, pool, c, True, False, effect=e)
+            for e in effects for b in ("redis", "amqp") for pool, c in SHAPES_PLUGIN
+        ]  # fmt: skip
+    if matrix == "full":
+        shapes: list[tuple[Pool, int]] = [("prefork", 2), ("threads", 2), ("solo", 1)]
+        return [
+            DeliveryConfig(b, pool, c, late, requeue, effect=e)
+            for e in BUILTIN_EFFECTS for b in ("redis", "amqp") for late, requeue in ACKS
+            for pool, c in shapes
+        ]  # fmt: skip
+    sound = [
+        DeliveryConfig(b, "prefork", 2, late, requeue)
+        for b in ("redis", "amqp") for late, requeue in ACKS
+    ]  # fmt: skip
+    return [
+        *sound,
+        DeliveryConfig("redis", "threads", 2, True, False, effect="insert-always"),
+        DeliveryConfig("redis", "threads", 2, True, False, effect="check-then-insert"),
+        DeliveryConfig("amqp", "threads", 2, True, False, effect="check-then-insert"),
+    ]
+
+
+def delivery_cases(
+    matrix: str, effects: list[str] | None = None, props: list[str] | None = None
+) -> list[tuple[str, DeliveryConfig]]:
+    """(property, config) pairs. ``full`` and plug-in effects: every property on every
+    config. ``ci``: at-least-once and the model check on the ack matrix (the sound
+    effect), exactly-one-invoice where the effect matters."""
+    from model.delivery_properties import PROPERTIES
+
+    wanted = props or list(PROPERTIES)
+    configs = delivery_configs(matrix, effects)
+    if matrix == "full" or effects:
+        cases = [(p, c) for c in configs for p in wanted]
+    else:
+        cases = [
+            (p, c) for c in configs for p in wanted
+            if (p == "exactly-one-invoice") == (c.effect != "insert-on-conflict")
+        ]  # fmt: skip
+    return cases

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from harness.cluster import Cluster
 from harness.errors import HarnessError
-from properties.scenario import Scenario
+from properties import delivery
+from properties.scenario import DeliveryScenario, decode_any
 from properties.search import ReplayDiverged, replay
 from properties.timeline import anonymous, render
 
@@ -22,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--times", type=int, default=1, help="replay N times, compare outcomes")
     args = parser.parse_args(argv)
     try:
-        scenario = Scenario.decode(args.scenario)
+        scenario = decode_any(args.scenario)
     except ValueError as exc:
         print(f"replay: {exc}", file=sys.stderr)
         return 2
@@ -31,11 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with cluster:
             for i in range(args.times):
-                run, failure = replay(cluster, scenario)
+                run: Any
+                if isinstance(scenario, DeliveryScenario):
+                    run, failure = delivery.replay(cluster, scenario)
+                else:
+                    run, failure = replay(cluster, scenario)
                 if i == 0:
                     print(failure.report() if failure else render(run.history.events))
                 outcomes.append(anonymous("\n".join(failure.lines)) if failure else "holds")
-    except (HarnessError, ReplayDiverged) as exc:
+    except (HarnessError, ReplayDiverged, ValueError) as exc:
         print(render(cluster.controller.history.events))
         print(f"replay: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2

@@ -12,7 +12,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from model.config import LockConfig, Pool
+from model.config import Broker, DeliveryConfig, LockConfig, Pool
 
 _FORMAT = re.compile(
     r"(?P<prop>\S+) (?P<lock>\S+) (?P<pool>\w+)/(?P<c>\d+) tasks=(?P<n>\d+):(?P<moves>.*)"
@@ -46,3 +46,52 @@ class Scenario:
         config = LockConfig(m["lock"], pool, int(m["c"]))
         moves = tuple(s.strip() for s in m["moves"].split(";") if s.strip())
         return cls(m["prop"], config, int(m["n"]), moves)
+
+
+_DELIVERY = re.compile(
+    r"(?P<prop>\S+) (?P<effect>\S+) (?P<broker>\w+)/(?P<ack>early|late|late\+requeue)"
+    r"/(?P<pool>\w+)/(?P<c>\d+) tasks=(?P<n>\d+):(?P<moves>.*)"
+)
+
+
+@dataclass(frozen=True)
+class DeliveryScenario:
+    """``at-least-once insert-on-conflict redis/late/prefork/2 tasks=1: submit; kill t1``"""
+
+    prop: str
+    config: DeliveryConfig
+    tasks: int
+    moves: tuple[str, ...]
+
+    def encode(self) -> str:
+        c = self.config
+        head = f"{self.prop} {c.effect} {c.broker}/{c.ack}/{c.pool}/{c.concurrency} "
+        return head + f"tasks={self.tasks}: " + "; ".join(self.moves)
+
+    def command(self) -> str:
+        return f"nox -s replay -- {shlex.quote(self.encode())}"
+
+    @classmethod
+    def decode(cls, text: str) -> DeliveryScenario:
+        m = _DELIVERY.fullmatch(text.strip())
+        if not m:
+            raise ValueError(
+                "a delivery scenario reads '<property> <effect> <broker>/<early|late|"
+                f"late+requeue>/<pool>/<concurrency> tasks=<n>: <move>; ...', got {text!r}"
+            )
+        pool: Pool = m["pool"]  # type: ignore[assignment]  # DeliveryConfig validates it
+        broker: Broker = m["broker"]  # type: ignore[assignment]
+        config = DeliveryConfig(
+            broker, pool, int(m["c"]), acks_late=m["ack"] != "early",
+            reject_on_worker_lost=m["ack"] == "late+requeue", effect=m["effect"],
+        )  # fmt: skip
+        moves = tuple(s.strip() for s in m["moves"].split(";") if s.strip())
+        return cls(m["prop"], config, int(m["n"]), moves)
+
+
+def decode_any(text: str) -> Scenario | DeliveryScenario:
+    """A lock or a delivery scenario line, whichever it is."""
+    head = text.strip().split(" ", 3)
+    if len(head) >= 3 and head[2].count("/") >= 3:
+        return DeliveryScenario.decode(text)
+    return Scenario.decode(text)

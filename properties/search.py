@@ -70,9 +70,7 @@ class Scheduler:
 class Failure(Exception):
     """One failing example: an invariant violated or the model contradicted."""
 
-    def __init__(
-        self, kind: str, scenario: Scenario, run: LockRun, lines: list[str], marks: list[int]
-    ):
+    def __init__(self, kind: str, scenario: Any, run: Any, lines: list[str], marks: list[int]):
         super().__init__(f"{kind}: " + "; ".join(lines))
         self.kind, self.scenario, self.run, self.lines, self.marks = (
             kind,
@@ -122,7 +120,7 @@ def judge(prop: str, config: LockConfig, run: LockRun) -> Failure | None:
 @dataclass
 class Outcome:
     prop: str
-    config: LockConfig
+    config: Any  # LockConfig or DeliveryConfig
     expected: str
     verdict: str  # holds | violated | model mismatch | harness error
     examples: int
@@ -131,6 +129,7 @@ class Outcome:
     error: str | None = None
     notes: list[str] = field(default_factory=list)
     found_by: str | None = None  # "search" or "attack: <name>" for a violation
+    why: str = ""  # the model's reason for ``expected``
 
     @property
     def agrees(self) -> bool:
@@ -148,7 +147,7 @@ class Outcome:
             "agrees_with_model": self.agrees,
             "examples": self.examples,
             "seconds": round(self.seconds, 2),
-            "why": expectations.why(self.config, self.prop),
+            "why": self.why,
             "counterexample": f.report() if f else None,
             "scenario": f.scenario.encode() if f else None,
             "reproduce": f.scenario.command() if f else None,
@@ -188,7 +187,10 @@ def search(cluster: Cluster, config: LockConfig, prop: str) -> Outcome:
     started = time.monotonic()
 
     def outcome(verdict: str, **kw: Any) -> Outcome:
-        return Outcome(prop, config, expected, verdict, examples, time.monotonic() - started, **kw)
+        return Outcome(
+            prop, config, expected, verdict, examples, time.monotonic() - started,
+            why=expectations.why(config, prop), **kw,
+        )  # fmt: skip
 
     try:
         test()

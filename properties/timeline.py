@@ -12,8 +12,8 @@ def _line(e: h.Event, where: dict[str, str]) -> tuple[str, str]:
     match e:
         case h.Submitted(task=t):
             return "-", f"submit {t}"
-        case h.Started(execution=x, process=p):
-            return x, f"starts in {p}"
+        case h.Started(execution=x, process=p, redelivered=r):
+            return x, f"starts in {p}" + (" (message flagged redelivered)" if r else "")
         case h.Point(execution=x, name=n):
             return x, f"  at {n}"
         case h.AcquireBegin(execution=x, key=k):
@@ -40,6 +40,20 @@ def _line(e: h.Event, where: dict[str, str]) -> tuple[str, str]:
             return "-", f"worker {w} restarted"
         case h.InvoiceCount(order=o, count=c):
             return "-", f"invoices for {o}: {c}"
+        case h.EffectDone(execution=x, order=o):
+            return x, f"effect for {o} committed"
+        case h.VisibilityTimeout():
+            return "-", "VISIBILITY TIMEOUT passes (Redis restores unacked messages)"
+        case h.Acked(task=t):
+            return "-", f"broker: {t} acked"
+        case h.Rejected(task=t, requeue=r):
+            return "-", f"broker: {t} rejected" + (", requeued" if r else "")
+        case h.StateWritten(task=t, state=s):
+            return "-", f"backend: {t} -> {s}"
+        case h.FinalState(task=t, state=s):
+            return "-", f"final state of {t}: {s}"
+        case h.Shutdown(worker=w, kind=k):
+            return "-", f"{k.upper()} SHUTDOWN of {w}"
     return "-", e.describe()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 from typing import Any
 
 from celery import Celery, signals
@@ -30,10 +31,18 @@ app.conf.update(
     result_backend=os.environ.get("SUITE_RESULT_URL") or None,
     broker_connection_retry_on_startup=True,
     broker_transport_options={
+        # Redis: the harness never lets this pass by itself (a scenario is far shorter);
+        # its "vt" move ages the unacked entries instead, and every worker scans for
+        # aged entries every 50 ms rather than every 100 s (kombu/transport/redis.py
+        # ``unacked_restore_interval`` x ``unacked_restore_throttle``), so a restore
+        # follows the move at once, by a consuming worker, as in production.
         "visibility_timeout": float(os.environ.get("SUITE_VISIBILITY_TIMEOUT", "3600")),
+        "unacked_restore_interval": 0.05,
+        "unacked_restore_throttle": 1,
     },
     task_acks_late=_flag("SUITE_ACKS_LATE", False),
     task_reject_on_worker_lost=_flag("SUITE_REJECT_ON_WORKER_LOST", False),
+    task_acks_on_failure_or_timeout=_flag("SUITE_ACKS_ON_FAILURE", True),
     task_track_started=_flag("SUITE_TRACK_STARTED", False),
     # One message per free slot: the controller only submits when a slot is free, so
     # nothing waits in a worker's prefetch buffer where a kill would strand it.
@@ -62,6 +71,87 @@ def _prompt_pool_maintenance() -> None:
 
 _prompt_pool_maintenance()
 
+
+def _expiring_queues() -> None:
+    """On a shared RabbitMQ, queues the suite creates vanish once unused (x-expires),
+    so a killed test run leaves nothing behind. Sender, workers and the harness all
+    import this module, so every declaration of a queue carries the same arguments."""
+    ms = int(os.environ.get("SUITE_QUEUE_EXPIRES_MS", "0"))
+    if not ms:
+        return
+    from celery.app import amqp
+
+    plain = amqp.Queues.new_missing
+
+    def new_missing(self: Any, name: str) -> Any:
+        queue = plain(self, name)
+        queue.queue_arguments = {**(queue.queue_arguments or {}), "x-expires": ms}
+        return queue
+
+    amqp.Queues.new_missing = new_missing
+
+
+_expiring_queues()
+
+
+def _report_deliveries() -> None:
+    """The worker tells the controller what it does with each message: received (in
+    the main process, before the pool), acked, rejected, loss handled, and every
+    result state it asks the backend to store. The harness waits on these instead of
+    sleeping, and the history records them (celery/worker/request.py)."""
+    from celery.backends.base import Backend
+    from celery.worker.request import Request
+    from kombu.message import Message
+
+    worker = os.environ.get("SUITE_WORKER", "?")
+
+    def received(request: Any, **_: Any) -> None:
+        info = request.delivery_info or {}
+        points.notify(
+            "recv", id=request.id, worker=worker, redelivered=bool(info.get("redelivered"))
+        )
+
+    signals.task_received.connect(received, weak=False)
+
+    # At the message, not at Celery's Request: Celery defers the broker call to its
+    # event loop (call_soon), and the report must follow what the broker was told.
+    ack, reject, on_failure = Message.ack, Message.reject, Request.on_failure
+
+    def _id(message: Any) -> Any:
+        return (message.headers or {}).get("id")
+
+    def acknowledge(self: Any, multiple: bool = False) -> None:
+        ack(self, multiple=multiple)
+        if (tid := _id(self)) is not None:
+            points.notify("ack", id=tid, worker=worker)
+
+    def rejected(self: Any, requeue: bool = False) -> None:
+        reject(self, requeue=requeue)
+        if (tid := _id(self)) is not None:
+            points.notify("reject", id=tid, worker=worker, requeue=requeue)
+
+    def failed(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return on_failure(self, *args, **kwargs)
+        finally:
+            points.notify("handled", id=self.id, worker=worker)
+
+    Message.ack = acknowledge  # type: ignore[method-assign]
+    Message.reject = rejected  # type: ignore[method-assign]
+    Request.on_failure = failed
+
+    store = Backend.store_result
+
+    def store_result(self: Any, task_id: str, result: Any, state: str, *a: Any, **kw: Any) -> Any:
+        stored = store(self, task_id, result, state, *a, **kw)
+        points.notify("state", id=task_id, state=state)  # once a reader would see it
+        return stored
+
+    Backend.store_result = store_result
+
+
+_report_deliveries()
+
 _agent: socket.socket | None = None
 
 
@@ -79,6 +169,7 @@ def _hello(role: str) -> None:
 
         index = getattr(current_process(), "index", None)
     _agent = socket.create_connection(address, timeout=10)
+    _agent.settimeout(None)  # the command reader waits as long as the worker lives
     msg = {
         "t": "hello",
         "role": role,
@@ -95,8 +186,30 @@ def _child_hello(**_: Any) -> None:
 
 
 @signals.worker_ready.connect
-def _main_hello(**_: Any) -> None:
+def _main_hello(sender: Any = None, **_: Any) -> None:
     _hello("main")
+    if _agent is not None and sender is not None:
+        threading.Thread(target=_commands, args=(sender, _agent), daemon=True).start()
+
+
+def _commands(consumer: Any, agent: socket.socket) -> None:
+    """The controller's commands to this worker, over the agent connection.
+
+    ``adopt``: consume one more queue (a standby taking over a dead worker's queue).
+    The controller's own channel, not Celery's remote control: a broadcast sent just
+    after the worker says it is ready can miss the pidbox (Redis PUB/SUB delivers to
+    subscribers only), and the reply says when the consumer really consumes."""
+    for line in agent.makefile("rb"):
+        msg = json.loads(line)
+        if msg.get("t") == "adopt":
+            consumer.call_soon(_adopt, consumer, agent, msg["queue"])
+
+
+def _adopt(consumer: Any, agent: socket.socket, queue: str) -> None:
+    consumer.app.amqp.queues[queue]  # declared as the sender declares it (x-expires)
+    consumer.add_task_queue(queue)
+    reply = {"t": "adopted", "queue": queue, "worker": os.environ.get("SUITE_WORKER", "?")}
+    agent.sendall(json.dumps(reply).encode() + b"\n")
 
 
 _locks: dict[str, Any] = {}
@@ -157,4 +270,42 @@ def invoice(spec: dict[str, Any]) -> str:
                         points.record("rel_end", key=key)
     except points.StaleExecution:
         return "stale"
+    return "ok"
+
+
+_effects: dict[str, Any] = {}
+
+
+def _effect(spec: str) -> Any:
+    """The effect function for ``spec``, made once per process (like a lock)."""
+    global _resources
+    if spec not in _effects:
+        from tasks.effects.builtin import load_effect
+        from tasks.resources import Resources
+
+        if _resources is None:
+            _resources = Resources()
+        _effects[spec] = load_effect(spec)(_resources)
+    return _effects[spec]
+
+
+@app.task(name="suite.deliver", bind=True)
+def deliver(self: Any, spec: dict[str, Any]) -> str:
+    """Run the order's effect (create its invoice) between two scheduling points.
+
+    ``start`` (parked before anything runs), the effect's own SQL points, then ``done``
+    (the effect has committed; the task has not returned, so with acks_late the
+    message is still unacked: a fault here is the classic "ran but not acked")."""
+    order, task = spec["order"], spec["task"]
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+    try:
+        with points.execution(task, task, redelivered=redelivered):
+            _effect(spec["effect"])(order)
+            points.record("effect", order=order)
+            points.point("done")
+    except points.StaleExecution:
+        return "stale"
+    finally:
+        if _resources is not None:  # no transaction of this run outlives it
+            _resources.end_db_transaction()
     return "ok"

@@ -88,13 +88,14 @@ def _apply(reply: dict[str, Any]) -> None:
 
 
 @contextmanager
-def execution(execution_id: str, task: str) -> Iterator[None]:
+def execution(execution_id: str, task: str, redelivered: bool = False) -> Iterator[None]:
     """Run the body as a controlled execution: park at start, report the end.
 
     Raises StaleExecution (before the body runs) if the controller does not know it.
     """
     ch = _channel()
-    _apply(ch.ask({"t": "start", "x": execution_id, "task": task, "pid": os.getpid()}))
+    start = {"t": "start", "x": execution_id, "task": task, "pid": os.getpid()}
+    _apply(ch.ask({**start, "redelivered": redelivered}))
     _local.execution = execution_id
     status, error = "ok", None
     try:
@@ -135,6 +136,18 @@ def record(kind: str, **data: Any) -> None:
     if x is None:
         return
     _channel().send({"t": "rec", "x": x, "k": kind, **data})
+
+
+def notify(kind: str, **data: Any) -> None:
+    """Tell the controller what the worker did with a message (received, acked, a
+    result state written); any process, any thread, inside an execution or not.
+
+    Sent on the calling thread's channel, so it is ordered with that thread's points.
+    A worker not started by the suite (no SUITE_CONTROL) says nothing.
+    """
+    if control_address() is None:
+        return
+    _channel().send({"t": kind, **data})
 
 
 def offset() -> float:

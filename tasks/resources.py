@@ -6,14 +6,22 @@ Every client is instrumented, so each command it issues is a scheduling point.
 from __future__ import annotations
 
 import os
+import threading
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tasks import points
 
+if TYPE_CHECKING:
+    from tasks.instrument.dbapi import InstrumentedConnection
+
 
 class Resources:
-    """``make_lock(resources)`` receives one of these per worker process."""
+    """``make_lock(resources)`` and ``make_effect(resources)`` receive one of these per
+    worker process."""
+
+    def __init__(self) -> None:
+        self._db_threads = threading.local()
 
     @cached_property
     def redis(self) -> Any:
@@ -39,6 +47,54 @@ class Resources:
             known = ", ".join(a for a in settings.CACHES if a != "default")
             raise ValueError(f"unknown cache alias {alias!r}: choose one of {known}")
         return caches[alias]
+
+    def db(self) -> InstrumentedConnection:
+        """A DB-API connection (psycopg 3) to the run's PostgreSQL (``SUITE_PG_DSN``).
+
+        Instrumented: every ``execute`` / ``executemany``, ``commit()`` and
+        ``rollback()`` is a scheduling point (``tasks.instrument.dbapi``). One
+        connection per thread, made on first use and cached; call ``db()`` inside the
+        effect, not in ``make_effect``, whose thread may not be the one running tasks.
+        Autocommit is off (the DB-API default) until the caller sets it; the setting
+        sticks to the thread's connection. A closed or broken connection is replaced
+        by a new one. Raises RuntimeError if ``SUITE_PG_DSN`` is not set.
+        """
+        from tasks.instrument.dbapi import connect
+
+        local = self._db_threads
+        conn: InstrumentedConnection | None = getattr(local, "conn", None)
+        if conn is None or local.pid != os.getpid() or conn.closed:
+            # None yet; inherited through fork (the parent's session: never close it
+            # from here); or closed (``with conn:``, a lost server): a new one.
+            dsn = _require("SUITE_PG_DSN", "PostgreSQL")
+            conn = connect(dsn, connect_timeout=10, application_name="suite-effect")
+            local.conn, local.pid = conn, os.getpid()
+        return conn
+
+    def end_db_transaction(self) -> bool:
+        """For the task around an effect, after its execution: roll back, without a
+        point, a transaction this thread's connection still has open.
+
+        An effect stopped between a statement and its commit (an exception it did not
+        roll back, a stale execution) would otherwise keep its row locks and make the
+        next execution on this thread fail to set ``autocommit``. A broken connection
+        is dropped (the next ``db()`` opens another). True if there was something to
+        end.
+        """
+        import psycopg
+        from psycopg.pq import TransactionStatus
+
+        local = self._db_threads
+        conn: InstrumentedConnection | None = getattr(local, "conn", None)
+        if conn is None or local.pid != os.getpid() or conn.closed:
+            return False
+        if conn.raw.info.transaction_status == TransactionStatus.IDLE:
+            return False
+        try:
+            conn.raw.rollback()
+        except psycopg.Error:
+            conn.raw.close()
+        return True
 
     @staticmethod
     def clock() -> float:

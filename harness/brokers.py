@@ -1,0 +1,186 @@
+"""What the harness reads from, and does to, the broker itself.
+
+The workers report what they do with a message; these probes report what the broker
+holds, which no worker announces: messages waiting in a queue, and on Redis the
+unacked index that the visibility timeout works on (kombu/transport/redis.py
+``QoS``: ``unacked`` hash, ``unacked_index`` sorted set scored by delivery time,
+``unacked_mutex`` around a restore scan).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any, Protocol
+
+from harness.errors import HarnessError
+
+UNACKED = "unacked"
+UNACKED_INDEX = "unacked_index"
+UNACKED_MUTEX = "unacked_mutex"
+
+
+class Broker(Protocol):
+    url: str
+
+    def ready(self, queue: str) -> int:
+        """Messages waiting in ``queue`` (not delivered to any consumer)."""
+
+    def consumers(self, queue: str) -> int:
+        """Consumers the broker counts on ``queue`` (AMQP); -1 where it cannot tell."""
+
+    def age_unacked(self, rank: dict[str, int] | None = None) -> int:
+        """Make the visibility timeout pass for every unacked message now."""
+
+    def aged(self, visibility_timeout: float) -> int:
+        """Unacked messages past the visibility timeout, not yet restored."""
+
+    def unacked(self) -> int:
+        """Messages delivered and not acknowledged (Redis); -1 where it cannot tell."""
+
+    def unacked_ids(self) -> list[str]:
+        """Task ids of the messages delivered and not acknowledged (Redis)."""
+
+    def purge(self, queues: list[str]) -> None:
+        """Drop leftovers of an example that ended in a harness error."""
+
+    def delete(self, queues: list[str]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class RedisBroker:
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self.url = url
+        self.r: Any = redis.Redis.from_url(url, socket_timeout=10)
+
+    def ready(self, queue: str) -> int:
+        return int(self.r.llen(queue))
+
+    def consumers(self, queue: str) -> int:
+        return -1
+
+    def age_unacked(self, rank: dict[str, int] | None = None) -> int:
+        import json
+
+        tags = self.r.zrange(UNACKED_INDEX, 0, -1)
+        if tags:
+            # Scores in 1970 are older than any timeout. The scan restores the highest
+            # score first and the consumer pops the last restored first, so giving
+            # task ids ascending scores (``rank``) makes the order in which the
+            # messages come back the tasks' order, not the order of their random
+            # delivery tags. XX: never resurrect an entry acked meanwhile.
+            scores = {}
+            for tag in tags:
+                raw = self.r.hget(UNACKED, tag)
+                tid = str((json.loads(raw)[0].get("headers") or {}).get("id")) if raw else ""
+                scores[tag] = 1 + (rank or {}).get(tid, 0)
+            self.r.zadd(UNACKED_INDEX, scores, xx=True)
+        # A worker killed inside its restore scan leaves the scan's mutex for 300 s
+        # (``unacked_mutex_expire``); no scan would run. Restores are transactional
+        # (WATCH on the hash), so a second scan at the same time restores nothing twice.
+        self.r.delete(UNACKED_MUTEX)
+        return len(tags)
+
+    def aged(self, visibility_timeout: float) -> int:
+        return int(self.r.zcount(UNACKED_INDEX, "-inf", time.time() - visibility_timeout))
+
+    def unacked(self) -> int:
+        return int(self.r.hlen(UNACKED))
+
+    def unacked_ids(self) -> list[str]:
+        """Task ids of the unacked entries. A restored message keeps its delivery tag,
+        so every delivery of one message shares one entry (kombu #1800)."""
+        import json
+
+        ids = []
+        for raw in self.r.hvals(UNACKED):
+            payload = json.loads(raw)[0]
+            ids.append(str((payload.get("headers") or {}).get("id")))
+        return ids
+
+    def purge(self, queues: list[str]) -> None:
+        self.r.delete(UNACKED, UNACKED_INDEX, UNACKED_MUTEX, *queues)
+
+    def delete(self, queues: list[str]) -> None:
+        if queues:
+            self.r.delete(*queues)
+
+    def close(self) -> None:
+        self.r.close()
+
+
+class AmqpBroker:
+    """RabbitMQ by URL (a shared service): the suite only touches its own queues."""
+
+    def __init__(self, url: str) -> None:
+        from kombu import Connection
+
+        self.url = url
+        self.conn = Connection(url, connect_timeout=5)
+        try:
+            self.conn.ensure_connection(max_retries=1)
+        except Exception as exc:
+            raise HarnessError(
+                f"RabbitMQ at {url} is unreachable ({exc}): start it, or set "
+                "SUITE_AMQP_URL to a reachable amqp:// URL"
+            ) from None
+
+    def _declare(self, queue: str) -> tuple[int, int]:
+        try:
+            channel = self.conn.channel()
+        except Exception:
+            self.conn = self.conn.clone()
+            channel = self.conn.channel()
+        try:
+            _name, messages, consumers = channel.queue_declare(queue, passive=True)
+        except Exception as exc:
+            if "NOT_FOUND" in str(exc) or "404" in str(exc):
+                return 0, 0
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                channel.close()
+        return int(messages), int(consumers)
+
+    def ready(self, queue: str) -> int:
+        return self._declare(queue)[0]
+
+    def consumers(self, queue: str) -> int:
+        return self._declare(queue)[1]
+
+    def age_unacked(self, rank: dict[str, int] | None = None) -> int:
+        raise HarnessError("the visibility timeout is a Redis transport feature")
+
+    def aged(self, visibility_timeout: float) -> int:
+        return 0
+
+    def unacked(self) -> int:
+        return -1
+
+    def unacked_ids(self) -> list[str]:
+        return []
+
+    def purge(self, queues: list[str]) -> None:
+        for q in queues:
+            if self.ready(q):
+                channel = self.conn.channel()
+                try:
+                    channel.queue_purge(q)
+                finally:
+                    channel.close()
+
+    def delete(self, queues: list[str]) -> None:
+        for q in queues:
+            with contextlib.suppress(Exception):
+                channel = self.conn.channel()
+                try:
+                    channel.queue_delete(q)
+                finally:
+                    channel.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.release()

@@ -1,0 +1,262 @@
+"""One delivery scenario: messages, faults and redeliveries on real workers and brokers.
+
+Like the lock runner, it waits for quiescence and offers the enabled moves, sorted and
+named by task, to a chooser. Quiescence here also covers the messages: nothing the
+broker holds is about to reach a worker that could take it, nothing a worker received
+is about to start, every loss of a pool child has been handled by the main process,
+and every finished execution has had its result stored (and, with acks_late, its
+message acked). Moves:
+
+    submit       publish the next task (only when a pool slot is free)
+    step tN      let tN run to its next scheduling point
+    kill tN      SIGKILL tN's process: a prefork child, the whole worker otherwise
+    kill-main tN SIGKILL the main process of tN's worker (prefork: children die too)
+    vt           Redis: the visibility timeout passes now for every unacked message
+
+When the active worker's main process dies, the warm standby adopts its queue. A
+scenario ends when every task was submitted, nothing runs, and (Redis) no message is
+left unacked by a dead worker: if one is, ``vt`` is the only move left, so every
+redelivery has run before the invariants are checked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from harness.cluster import Cluster
+from harness.controller import Execution
+from harness.errors import HarnessError
+from harness.workers import Worker, WorkerSpec
+from model import history as h
+from model.config import DeliveryConfig
+
+Chooser = Callable[[list[str]], str]
+
+MAX_KILLS = 2
+MAX_VT = 2
+MAX_MOVES = 400
+# Never reached by itself: a scenario lasts seconds. Only the vt move ages a message.
+VISIBILITY_TIMEOUT = 3600.0
+BROKER_POLL = 0.01  # between looks at a broker queue while a move's effect lands
+
+
+def _natural(x: str) -> tuple[int, int]:
+    m = re.fullmatch(r"t(\d+)(?:#(\d+))?", x)
+    return (int(m.group(1)), int(m.group(2) or 1)) if m else (10**9, 0)
+
+
+@dataclass
+class DeliveryRun:
+    config: DeliveryConfig
+    tasks: int
+    history: h.History
+    moves: list[str] = field(default_factory=list)
+    order: str = ""
+    task_ids: dict[str, str] = field(default_factory=dict)
+
+
+class DeliveryRunner:
+    def __init__(self, cluster: Cluster, config: DeliveryConfig, allowed: frozenset[str]) -> None:
+        self.cluster = cluster
+        self.config = config
+        self.allowed = allowed
+        self.spec = WorkerSpec(
+            config.pool, config.concurrency, acks_late=config.acks_late,
+            reject_on_worker_lost=config.reject_on_worker_lost, broker=config.broker,
+            track_started=config.track_started, prefetch=config.prefetch,
+        )  # fmt: skip
+        self.capacity = config.concurrency
+        self.broker = cluster.broker(config.broker)
+
+    def run(self, tasks: int, choose: Chooser) -> DeliveryRun:
+        cluster, ctl = self.cluster, self.cluster.controller
+        self.worker = cluster.worker(self.spec)
+        cluster.prepare_standby(self.spec)
+        self.queue = self.worker.queue  # the scenario's queue, whoever consumes it
+        ctl.forget_dead()
+        n = cluster.next_example()
+        run = DeliveryRun(self.config, tasks, ctl.begin_example(), order=f"o{n}")
+        # Workers are named by role in the example: w1 consumes the queue first, w2
+        # takes it over when w1's main process dies, and so on.
+        self._workers = 1
+        ctl.aliases[self.worker.hostname] = "w1"
+        self._counts = {"submit": 0, "kill": 0, "vt": 0}
+        self._handled: dict[str, int] = {}  # task id -> losses its main must handle
+        self._waiting: str | None = None  # what the last look at quiescence waited for
+        try:
+            self._settle(run)
+            while enabled := self.enabled(run, tasks):
+                if len(run.moves) >= MAX_MOVES:
+                    raise HarnessError(f"scenario did not finish within {MAX_MOVES} moves")
+                move = choose(enabled)
+                run.moves.append(move)
+                self.apply(run, move)
+                self._settle(run)
+        except BaseException:
+            self._reset()
+            raise
+        for task, tid in run.task_ids.items():
+            run.history.append(h.FinalState(task, cluster.state(tid)))
+        run.history.append(h.InvoiceCount(run.order, cluster.effect_count(run.order)))
+        if ctl.anomalies:
+            raise HarnessError("control channel anomalies: " + "; ".join(ctl.anomalies))
+        return run
+
+    # --- what the workers and the broker hold ---------------------------------------
+
+    def _on(self, worker: Worker, ex: Execution) -> bool:
+        proc = self.cluster.controller.procs.get(ex.pid)
+        return proc is not None and proc.worker == worker.hostname
+
+    def _unacked(self) -> list[str]:
+        """Task ids of messages the broker holds delivered and unacked (Redis)."""
+        ids = self.broker.unacked_ids() if self.config.broker == "redis" else []
+        return [i for i in ids if i in self.cluster.controller.messages]
+
+    def _settled(self) -> bool:
+        self._waiting = self._unsettled()
+        return self._waiting is None
+
+    def _unsettled(self) -> str | None:
+        """What the system is still doing, or None when it is quiescent."""
+        ctl, worker = self.cluster.controller, self.worker
+        if any(e.state == "running" for e in ctl.executions.values()):
+            return "an execution is running"
+        host = worker.hostname
+        live_here = [e for e in ctl.live() if self._on(worker, e)]
+        if self.config.broker == "redis":
+            held = sum(m.held_by(host) for m in ctl.messages.values())
+        else:  # AMQP counts every unacked delivery on the channel
+            held = sum(m.outstanding(host) for m in ctl.messages.values())
+        spare = self.config.prefetch * self.capacity - held
+        for tid, m in ctl.messages.items():
+            if m.handled < self._handled.get(tid, 0):
+                return f"{m.task}: the main process is handling its lost child"
+            if m.owed() > 0 and worker.alive() and spare > 0:
+                return f"{m.task}: the broker owes a delivery the worker can take"
+            runs = [e for e in ctl.executions.values() if e.task == m.task and self._on(worker, e)]
+            if m.received.count(host) > len(runs) and len(live_here) < self.capacity:
+                return f"{m.task}: received with a free slot, not started"
+            ok = sum(1 for e in runs if e.status == "ok")
+            if m.states.count("SUCCESS") < ok:
+                return f"{m.task}: the result of a finished run is not stored"
+            # Early ack: each run's delivery is acked as it starts. acks_late: once it
+            # returns, or once the main process has dealt with its lost child.
+            ended = ok + sum(1 for e in runs if e.state == "dead")
+            due = len(runs) if not self.config.acks_late else ended
+            if m.settled_by.count(host) < due:
+                return f"{m.task}: the ack or reject of a delivery is not reported"
+        redis = self.config.broker == "redis"
+        if redis and worker.alive() and self.broker.aged(VISIBILITY_TIMEOUT):
+            return "a consuming worker's scan has not restored the timed-out messages"
+        return None
+
+    def _settle(self, run: DeliveryRun) -> None:
+        self._waiting = None
+        try:
+            self.cluster.controller.wait(
+                self._settled, "the workers and the broker to settle", poll=BROKER_POLL
+            )
+        except HarnessError as exc:
+            raise HarnessError(f"{exc} (still waiting: {self._waiting})") from None
+        self.cluster.controller.flush()
+
+    # --- enabled moves -------------------------------------------------------------------
+
+    def enabled(self, run: DeliveryRun, tasks: int) -> list[str]:
+        ctl = self.cluster.controller
+        live = sorted(ctl.live(), key=lambda e: _natural(e.id))
+        parked = [e for e in live if e.state == "parked"]
+        if not live and self._counts["submit"] >= tasks:
+            # Every redelivery runs before the verdict: a message left unacked by a
+            # dead worker comes back once its visibility timeout passes.
+            # (AMQP gives a dead holder's messages back at once.)
+            return ["vt"] if self._unacked() else []
+        moves = [f"step {e.id}" for e in parked]
+        here = [e for e in live if self._on(self.worker, e)]
+        if self._counts["submit"] < tasks and len(here) < self.capacity:
+            moves.append("submit")
+        if (
+            "vt" in self.allowed
+            and self.config.broker == "redis"
+            and self._counts["vt"] < MAX_VT
+            and self._unacked()
+        ):
+            moves.append("vt")
+        if "kill" in self.allowed and self._counts["kill"] < MAX_KILLS:
+            moves += [f"kill {e.id}" for e in parked]
+            if self.config.pool == "prefork":
+                moves += [f"kill-main {e.id}" for e in parked]
+        return moves
+
+    # --- applying a move -----------------------------------------------------------------
+
+    def apply(self, run: DeliveryRun, move: str) -> None:
+        ctl = self.cluster.controller
+        verb, _, target = move.partition(" ")
+        if verb == "submit":
+            self._counts["submit"] += 1
+            task = f"t{self._counts['submit']}"
+            tid = run.task_ids[task] = f"{run.order}-{task}"
+            ctl.accept(task, tid)
+            run.history.append(h.Submitted(task))
+            spec = {"task": task, "order": run.order, "effect": self.config.effect}
+            self.cluster.send(self.worker, "suite.deliver", spec, task_id=tid, queue=self.queue)
+            ctl.wait(lambda: ctl.started(task) is not None, f"{task} to start")
+            return
+        if verb == "vt":
+            self._counts["vt"] += 1
+            run.history.append(h.VisibilityTimeout())
+            for tid in self._unacked():  # each unacked message is restored once
+                ctl.messages[tid].closed += 1
+            self.broker.age_unacked({tid: i for i, tid in enumerate(run.task_ids.values())})
+            return
+        ex = ctl.executions[target]
+        proc = ctl.procs[ex.pid]
+        if verb == "step":
+            ctl.release(target)
+        elif verb == "kill" and proc.role == "child":
+            self._counts["kill"] += 1
+            run.history.append(h.Killed(proc.name))
+            victims = [e for e in ctl.live() if e.pid == proc.pid]
+            self.worker.kill_child(proc)
+            ctl.wait(lambda: all(e.state == "dead" for e in victims), f"{proc.name} to go")
+            for e in victims:
+                tid = run.task_ids[e.task]
+                self._handled[tid] = ctl.messages[tid].handled + 1
+        elif verb in ("kill", "kill-main"):
+            self._counts["kill"] += 1
+            self._kill_main(run)
+        else:
+            raise HarnessError(f"unknown move {move!r}")
+
+    def _kill_main(self, run: DeliveryRun) -> None:
+        ctl, worker = self.cluster.controller, self.worker
+        main = worker.main()
+        run.history.append(h.Killed(ctl.name_of(main)))
+        victims = [e for e in ctl.live() if self._on(worker, e)]
+        worker.kill_main()
+        ctl.wait(lambda: all(e.state == "dead" for e in victims), f"{main.name}'s executions to go")
+        if self.config.broker == "amqp":
+            # The broker requeues a dead connection's unacked messages when it drops
+            # the consumer; wait for that, or the requeue could land after the verdict.
+            for m in ctl.messages.values():
+                m.closed += m.outstanding(worker.hostname)
+            ctl.wait(
+                lambda: self.broker.consumers(self.queue) == 0,
+                "RabbitMQ to drop the dead worker's consumer", poll=BROKER_POLL,
+            )  # fmt: skip
+        self.worker = self.cluster.replace(self.spec, adopt=[self.queue])
+        self._workers += 1
+        alias = ctl.aliases[self.worker.hostname] = f"w{self._workers}"
+        run.history.append(h.Restarted(alias))
+
+    def _reset(self) -> None:
+        """After a harness error: no leftovers for the next example."""
+        with contextlib.suppress(Exception):  # the error being raised matters more
+            self.worker.kill_main()
+        self.broker.purge([self.queue])
+        self.cluster.workers.pop(self.spec, None)

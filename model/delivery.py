@@ -1,0 +1,259 @@
+"""What happens to a task message when workers die: the delivery model.
+
+Replays a delivery history (model/history.py) and says, event by event, what Celery
+and the broker may do: how many times each message may still be delivered, whether
+an execution is allowed to start, the ``redelivered`` flag it must see, which result
+states are written, and the final state. Sources: ``../shared/reference/
+celery-semantics.md`` sections 1-5 (celery/worker/request.py ``on_failure``,
+``on_accepted``; kombu/transport/redis.py ``QoS``; celery/app/trace.py), and the
+experiments recorded in the findings (``reports/findings.json``).
+
+Processes are named by role: ``w1`` is the first worker's main process, ``w1.c2`` its
+second pool child, ``w2`` the standby that took the queue over after ``w1`` died.
+
+Redis keeps one unacked entry per *message*: a restored message keeps its delivery
+tag, so every delivery of it shares the entry, and any holder's ack removes it
+(kombu/transport/redis.py ``QoS.append`` keys the hash by tag; kombu #1800). AMQP
+tracks each delivery on its channel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from model import history as h
+from model.config import DeliveryConfig
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    index: int
+    task: str
+    expected: str
+    observed: str
+    why: str
+
+
+@dataclass
+class _Delivery:
+    worker: str  # the worker whose main process received it (w1, w2, ...)
+    redelivered: bool
+    execution: str | None = None  # set when a pool slot starts it
+    process: str = ""
+    running: bool = False
+    unacked: bool = True  # the broker still counts it as delivered, not acked
+
+
+@dataclass
+class _Message:
+    task: str
+    owed: int = 1  # deliveries the broker must still make
+    redis_entry: bool = False  # Redis: the message has an entry in the unacked hash
+    deliveries: list[_Delivery] = field(default_factory=list)
+    states: list[str] = field(default_factory=list)  # the writes the model expects
+    succeeded: bool = False
+
+
+def _worker(process: str) -> str:
+    """``w2`` for ``w2.c1`` or ``w2``."""
+    return process.split(".", 1)[0].rstrip("'")
+
+
+def _is_child(process: str) -> bool:
+    return ".c" in process
+
+
+class DeliveryModel:
+    """Replays one history; ``mismatches`` collects every disagreement."""
+
+    def __init__(self, config: DeliveryConfig) -> None:
+        self.config = config
+        self.messages: dict[str, _Message] = {}
+        self.mismatches: list[Mismatch] = []
+        self._by_execution: dict[str, _Message] = {}
+
+    def _flag(self, i: int, task: str, expected: str, observed: str, why: str) -> None:
+        self.mismatches.append(Mismatch(i, task, expected, observed, why))
+
+    def replay(self, events: Sequence[h.Event]) -> list[Mismatch]:
+        written: dict[str, list[tuple[int, str]]] = {}
+        for i, e in enumerate(events):
+            match e:
+                case h.Submitted(task=t):
+                    self.messages[t] = _Message(t)
+                case h.Received():
+                    self._received(i, e)
+                case h.Started():
+                    self._started(i, e)
+                case h.Finished(execution=x, status=status):
+                    self._finished(x, status)
+                case h.Killed(process=p):
+                    self._killed(p)
+                case h.VisibilityTimeout():
+                    self._visibility_timeout()
+                case h.StateWritten(task=t, state=s):
+                    written.setdefault(t, []).append((i, s))
+                case h.FinalState(task=t, state=s):
+                    self._final(i, t, s)
+        for t, m in self.messages.items():
+            self._states(t, m, written.get(t, []), len(events))
+            if m.owed > 0:
+                self._flag(
+                    len(events), t, f"{m.owed} more delivery(ies)", "none",
+                    "the broker owed this message again (requeued, or given back when "
+                    "its holder died or its visibility timeout passed) but it never came",
+                )  # fmt: skip
+        return self.mismatches
+
+    # --- events ---------------------------------------------------------------------
+
+    def _received(self, i: int, e: h.Received) -> None:
+        m = self.messages.get(e.task)
+        if m is None:
+            self._flag(i, e.task, "no delivery", "a delivery", "never submitted")
+            return
+        if m.owed <= 0:
+            redis = self.config.broker == "redis"
+            self._flag(
+                i, e.task, "no further delivery", f"delivered to {e.worker}",
+                "nothing gave the message back to the broker: no requeue, no dead "
+                "holder, no visibility timeout"
+                + (" (Redis waits for the visibility timeout)" if redis else ""),
+            )  # fmt: skip
+        m.owed -= 1
+        first = not m.deliveries
+        if e.redelivered == first:
+            self._flag(
+                i, e.task, f"redelivered={not first}", f"redelivered={e.redelivered}",
+                "a message handed out again carries the broker's redelivered flag "
+                "(kombu/transport/redis.py _do_restore_message; AMQP basic.deliver)",
+            )  # fmt: skip
+        m.deliveries.append(_Delivery(e.worker, e.redelivered))
+        # Early ack too: the message is unacked until a pool slot accepts it.
+        m.redis_entry = True
+
+    def _started(self, i: int, e: h.Started) -> None:
+        m = self.messages.get(e.task)
+        waiting = [
+            d for d in (m.deliveries if m else [])
+            if d.execution is None and d.worker == _worker(e.process)
+        ]  # fmt: skip
+        if m is None or not waiting:
+            self._flag(
+                i, e.task, "no execution", f"{e.execution} started",
+                f"{_worker(e.process)} holds no delivery of {e.task} it has not started",
+            )  # fmt: skip
+            return
+        d = waiting[0]
+        d.execution, d.process, d.running = e.execution, e.process, True
+        if e.redelivered != d.redelivered:
+            self._flag(
+                i, e.task, f"redelivered={d.redelivered}", f"redelivered={e.redelivered}",
+                "the task sees the flag its message was delivered with",
+            )  # fmt: skip
+        if not self.config.acks_late:
+            d.unacked = False  # acked when the pool accepted it (Request.on_accepted)
+            m.redis_entry = False  # one entry per message: any ack removes it
+        self._by_execution[e.execution] = m
+        if self.config.track_started:
+            m.states.append("STARTED")
+
+    def _delivery(self, x: str) -> tuple[_Message, _Delivery] | None:
+        m = self._by_execution.get(x)
+        if m is None:
+            return None
+        return m, next(d for d in m.deliveries if d.execution == x)
+
+    def _finished(self, x: str, status: str) -> None:
+        found = self._delivery(x)
+        if found is None:
+            return
+        m, d = found
+        d.running = False
+        if status == "ok":
+            m.succeeded = True
+            m.states.append("SUCCESS")
+            if d.unacked:  # acks_late: acked after the task returned
+                d.unacked = False
+                m.redis_entry = False
+
+    def _killed(self, process: str) -> None:
+        main = not _is_child(process)
+        for m in self.messages.values():
+            for d in m.deliveries:
+                if main and d.worker == process and (d.running or d.execution is None):
+                    # Running or waiting in the worker's buffer: gone with the worker.
+                    d.running = False
+                    d.execution = d.execution or "(lost unstarted)"
+                    self._lost_with_worker(m, d)
+                elif not main and d.running and d.process == process:
+                    d.running = False
+                    self._lost_child(m, d)
+
+    def _lost_child(self, m: _Message, d: _Delivery) -> None:
+        """A prefork child died under the execution; its main process handles it
+        (celery/worker/request.py ``on_failure`` with WorkerLostError)."""
+        c = self.config
+        if m.succeeded:
+            # Another run already stored SUCCESS: the lost run is acked, nothing is
+            # written, nothing requeued (celery/worker/request.py on_failure,
+            # ``_success_was_stored``, Celery 5.7; seen by the suite first).
+            pass
+        elif c.acks_late and c.reject_on_worker_lost:
+            m.owed += 1  # rejected with requeue; no state written
+        else:
+            m.states.append("FAILURE")  # acked (or already acked, early)
+        d.unacked = False
+        m.redis_entry = False
+
+    def _lost_with_worker(self, m: _Message, d: _Delivery) -> None:
+        """The main process died: nothing runs on_failure, nothing is written."""
+        if not d.unacked:
+            return  # early ack: acked at start, lost for good
+        if self.config.broker == "amqp":
+            m.owed += 1  # the channel closed: the broker requeues at once
+            d.unacked = False
+        # Redis: the entry stays until the visibility timeout passes.
+
+    def _visibility_timeout(self) -> None:
+        if self.config.broker != "redis":
+            return
+        for m in self.messages.values():
+            if m.redis_entry:  # one entry per message, whatever its deliveries
+                m.owed += 1
+                m.redis_entry = False
+
+    # --- result states -------------------------------------------------------------------
+
+    def _states(self, t: str, m: _Message, written: list[tuple[int, str]], end: int) -> None:
+        seen = [s for _, s in written]
+        if seen != m.states:
+            where = written[0][0] if written else end
+            self._flag(
+                where, t, " -> ".join(m.states) or "nothing", " -> ".join(seen) or "nothing",
+                "result states written: STARTED per run (track_started), SUCCESS per run "
+                "that returned, FAILURE(WorkerLostError) per child lost without requeue, "
+                "nothing for a main process killed (celery/app/trace.py, request.py)",
+            )  # fmt: skip
+
+    def _final(self, i: int, t: str, state: str) -> None:
+        m = self.messages.get(t)
+        if m is None:
+            return
+        if m.succeeded:
+            want = "SUCCESS"  # key-value backends refuse to overwrite SUCCESS
+        elif m.states:
+            want = m.states[-1]
+        else:
+            want = "PENDING"
+        if state != want:
+            self._flag(
+                i, t, want, state,
+                "the backend keeps the last state written, except that a stored SUCCESS "
+                "is never overwritten (celery/backends/base.py _store_result)",
+            )  # fmt: skip
+
+
+def check_delivery(config: DeliveryConfig, events: Sequence[h.Event]) -> list[Mismatch]:
+    return DeliveryModel(config).replay(events)

@@ -1,0 +1,187 @@
+"""Delivery properties: their invariants and what the model predicts per config.
+
+Every delivery scenario is also checked against the delivery model (model/delivery.py):
+a run that differs from it is a *model mismatch*, whatever the property. The
+properties add the user-level guarantees on top.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from model import history as h
+from model.config import DeliveryConfig
+from model.delivery import check_delivery
+from model.invariants import Violation
+
+# How a built-in effect behaves when it runs more than once for one order.
+#   idempotent:     one statement keyed by the order (ON CONFLICT on a unique key);
+#                   any number of runs, in any interleaving, leaves one row.
+#   check-then-act: SELECT, then INSERT if absent, in one READ COMMITTED transaction:
+#                   safe when runs follow each other, not when two overlap.
+#   not-idempotent: INSERT every time.
+EffectKind = Literal["idempotent", "check-then-act", "not-idempotent"]
+BUILTIN_EFFECTS: dict[str, EffectKind] = {
+    "insert-on-conflict": "idempotent",
+    "upsert": "idempotent",
+    "check-then-insert": "check-then-act",
+    "insert-always": "not-idempotent",
+}
+
+DeliveryMove = Literal["kill", "vt"]
+Prediction = Literal["holds", "violated", "unknown"]
+
+
+def no_lost_message(events: Sequence[h.Event]) -> list[Violation]:
+    """Every submitted task has a run that returned, once every redelivery has run."""
+    ok = {e.execution for e in events if isinstance(e, h.Finished) and e.status == "ok"}
+    runs: dict[str, list[str]] = {}
+    for e in events:
+        if isinstance(e, h.Started):
+            runs.setdefault(e.task, []).append(e.execution)
+    out = []
+    for i, e in enumerate(events):
+        if isinstance(e, h.Submitted) and not any(x in ok for x in runs.get(e.task, [])):
+            out.append(
+                Violation(
+                    "no_lost_message",
+                    i,
+                    (e.task,),
+                    f"{e.task} was submitted and never completed: the message is gone",
+                )
+            )
+    return out
+
+
+def exactly_one_effect(events: Sequence[h.Event]) -> list[Violation]:
+    """At most one invoice per order; exactly one if some run's effect committed."""
+    done = {e.order for e in events if isinstance(e, h.EffectDone)}
+    out = []
+    for i, e in enumerate(events):
+        if isinstance(e, h.InvoiceCount):
+            if e.count > 1:
+                out.append(
+                    Violation(
+                        "exactly_one_effect",
+                        i,
+                        (),
+                        f"order {e.order} has {e.count} invoices after its redeliveries ran",
+                    )
+                )
+            elif e.count == 0 and e.order in done:
+                out.append(
+                    Violation(
+                        "exactly_one_effect",
+                        i,
+                        (),
+                        f"order {e.order} has no invoice although an effect committed",
+                    )
+                )
+    return out
+
+
+def model_agrees(config: DeliveryConfig) -> Callable[[Sequence[h.Event]], list[Violation]]:
+    def check(events: Sequence[h.Event]) -> list[Violation]:
+        return [
+            Violation(
+                "delivery_model",
+                m.index,
+                (m.task,),
+                f"{m.task}: expected {m.expected}, observed {m.observed}: {m.why}",
+            )
+            for m in check_delivery(config, events)
+        ]
+
+    return check
+
+
+@dataclass(frozen=True)
+class DeliveryProperty:
+    name: str
+    moves: frozenset[DeliveryMove]
+    statement: str
+
+    def check(self, config: DeliveryConfig, events: Sequence[h.Event]) -> list[Violation]:
+        if self.name == "at-least-once":
+            return no_lost_message(events)
+        if self.name == "exactly-one-invoice":
+            return exactly_one_effect(events)
+        return []  # "delivery-model": the model check that runs on every property
+
+
+PROPERTIES: dict[str, DeliveryProperty] = {
+    p.name: p
+    for p in (
+        DeliveryProperty(
+            "at-least-once",
+            frozenset({"kill"}),
+            "no message is lost when a worker process is killed (any single kill)",
+        ),
+        DeliveryProperty(
+            "exactly-one-invoice",
+            frozenset({"kill", "vt"}),
+            "after every redelivery has run, each order has exactly one invoice",
+        ),
+        DeliveryProperty(
+            "delivery-model",
+            frozenset({"kill", "vt"}),
+            "executions, redelivered flags and result states are what the delivery "
+            "model allows (celery-semantics.md sections 1-5)",
+        ),
+    )
+}
+
+
+def expected(config: DeliveryConfig, prop: str) -> Prediction:
+    """Does some scenario with the property's moves break it on ``config``?"""
+    c = config
+    if prop == "delivery-model":
+        return "holds"
+    if prop == "at-least-once":
+        # Early ack: a run killed mid-task is acked already. acks_late alone: a lost
+        # prefork child is acked with FAILURE; a dead main process's messages do come
+        # back (AMQP at once, Redis after the visibility timeout).
+        if not c.acks_late:
+            return "violated"
+        lost_child_acked = c.pool == "prefork" and not c.reject_on_worker_lost
+        return "violated" if lost_child_acked else "holds"
+    if prop == "exactly-one-invoice":
+        kind = BUILTIN_EFFECTS.get(c.effect)
+        if kind is None:
+            return "unknown"
+        if kind == "idempotent" or not c.acks_late:
+            # Early ack never runs a message twice (lost instead: see at-least-once).
+            return "holds"
+        if kind == "not-idempotent":
+            return "violated"  # a kill after the effect, before the ack, runs it again
+        # check-then-act breaks only when two runs overlap: on Redis, a visibility
+        # timeout that passes while the first still runs, with a free slot for the copy.
+        return "violated" if c.broker == "redis" and c.concurrency >= 2 else "holds"
+    raise KeyError(prop)
+
+
+def why(config: DeliveryConfig, prop: str) -> str:
+    c = config
+    pred = expected(c, prop)
+    if prop == "delivery-model":
+        return "the model is the reference: any difference is a finding"
+    if prop == "at-least-once":
+        if not c.acks_late:
+            return "early ack: the message is acked when the run starts; a kill loses it"
+        if pred == "violated":
+            return "acks_late without reject_on_worker_lost acks a message whose child died"
+        return "acks_late: a killed run's message is requeued or given back"
+    kind = BUILTIN_EFFECTS.get(c.effect, "plug-in")
+    if pred == "unknown":
+        return "plug-in effect: the suite reports what it finds"
+    if kind == "idempotent":
+        return "idempotent effect: one row whatever runs"
+    if not c.acks_late:
+        return "early ack runs each message at most once"
+    if kind == "not-idempotent":
+        return "acks_late runs a message again after a kill between its effect and its ack"
+    if pred == "violated":
+        return "Redis hands a running message out again when its visibility timeout passes"
+    return "runs of one message never overlap here, so check-then-insert sees the first row"

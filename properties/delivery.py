@@ -1,0 +1,112 @@
+"""Hypothesis searches a delivery property of one config, on real workers and brokers.
+
+The same loop as the lock search (properties/search.py): Hypothesis draws the number
+of tasks, then every move from what the delivery runner offers; every run is checked
+against the delivery model first (a difference is a *model mismatch*), then against
+the property's invariant.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from harness.cluster import Cluster
+from harness.deliveryrun import DeliveryRun, DeliveryRunner
+from model import history as h
+from model.config import DeliveryConfig
+from model.delivery import check_delivery
+from model.delivery_properties import PROPERTIES, expected, why
+from properties.scenario import DeliveryScenario
+from properties.search import FAULTS, SWITCHING, Failure, Outcome, ReplayDiverged, Scheduler
+
+TASKS = st.integers(min_value=1, max_value=3)
+
+
+def judge(prop: str, config: DeliveryConfig, run: DeliveryRun) -> Failure | None:
+    scenario = DeliveryScenario(prop, config, run.tasks, tuple(run.moves))
+    events: Sequence[h.Event] = run.history.events
+    crashed = [
+        (i, e) for i, e in enumerate(events) if isinstance(e, h.Finished) and e.status == "error"
+    ]
+    if crashed:  # the effect itself failed: neither Celery nor the effect is judged
+        lines = [f"#{i} {e.execution} raised {e.error}" for i, e in crashed]
+        return Failure("task error", scenario, run, lines, [i for i, _ in crashed])
+    mismatches = check_delivery(config, events)
+    if mismatches:
+        lines = [
+            f"#{m.index} {m.task}: expected {m.expected}, observed {m.observed}: {m.why}"
+            for m in mismatches
+        ]
+        return Failure("model mismatch", scenario, run, lines, [m.index for m in mismatches])
+    violations = PROPERTIES[prop].check(config, events)
+    if violations:
+        lines = [f"#{v.index} {v.message}" for v in violations]
+        return Failure("invariant violated", scenario, run, lines, [v.index for v in violations])
+    return None
+
+
+def search(cluster: Cluster, config: DeliveryConfig, prop: str) -> Outcome:
+    runner = DeliveryRunner(cluster, config, frozenset(PROPERTIES[prop].moves))
+    examples = 0
+
+    def one(data: st.DataObject) -> None:
+        nonlocal examples
+        examples += 1
+        tasks = data.draw(TASKS, label="tasks")
+        choose = Scheduler(
+            data, data.draw(SWITCHING, label="switching"), data.draw(FAULTS, label="faults")
+        )
+        run = runner.run(tasks, choose)
+        failure = judge(prop, config, run)
+        if failure is not None:
+            raise failure
+
+    test = settings(
+        deadline=None,
+        report_multiple_bugs=False,
+        suppress_health_check=list(HealthCheck),
+        print_blob=False,
+    )(given(st.data())(one))
+    test._hypothesis_internal_add_digest = f"delivery|{prop}|{config.label()}".encode()  # type: ignore[attr-defined]
+    prediction = expected(config, prop)
+    started = time.monotonic()
+
+    def outcome(verdict: str, **kw: Any) -> Outcome:
+        return Outcome(
+            prop, config, prediction, verdict, examples, time.monotonic() - started,
+            why=why(config, prop), **kw,
+        )  # fmt: skip
+
+    try:
+        test()
+    except Failure as failure:
+        verdict = {"invariant violated": "violated", "model mismatch": "model mismatch"}.get(
+            failure.kind, "harness error"
+        )
+        return outcome(verdict, failure=failure, found_by="search")
+    except Exception as exc:  # a harness error is a verdict too, never a pass
+        return outcome("harness error", error=f"{type(exc).__name__}: {exc}")
+    return outcome("holds")
+
+
+def replay(cluster: Cluster, scenario: DeliveryScenario) -> tuple[DeliveryRun, Failure | None]:
+    """Run exactly the scenario's moves; a move that is not enabled is a divergence."""
+    runner = DeliveryRunner(cluster, scenario.config, frozenset(PROPERTIES[scenario.prop].moves))
+    queue = list(scenario.moves)
+
+    def choose(enabled: list[str]) -> str:
+        if not queue:
+            calm = [m for m in enabled if m == "submit" or m.startswith("step")]
+            return calm[0] if calm else enabled[0]
+        move = queue.pop(0)
+        if move not in enabled:
+            raise ReplayDiverged(f"move {move!r} is not enabled; enabled: {enabled}")
+        return move
+
+    run = runner.run(scenario.tasks, choose)
+    return run, judge(scenario.prop, scenario.config, run)

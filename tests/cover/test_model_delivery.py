@@ -1,0 +1,214 @@
+"""The delivery model and the delivery properties, on hand-written histories."""
+
+from __future__ import annotations
+
+import pytest
+
+from model import history as h
+from model.config import DeliveryConfig
+from model.delivery import check_delivery
+from model.delivery_properties import (
+    BUILTIN_EFFECTS,
+    PROPERTIES,
+    exactly_one_effect,
+    expected,
+    no_lost_message,
+    why,
+)
+
+
+def cfg(broker: str = "redis", ack: str = "late", pool: str = "prefork") -> DeliveryConfig:
+    return DeliveryConfig(
+        broker,  # type: ignore[arg-type]
+        pool,  # type: ignore[arg-type]
+        1 if pool == "solo" else 2,
+        acks_late=ack != "early",
+        reject_on_worker_lost=ack == "late+requeue",
+        track_started=True,
+    )
+
+
+def run(x: str, proc: str, redelivered: bool = False) -> list[h.Event]:
+    """A delivery to ``proc``'s worker and its start."""
+    task = x.split("#")[0]
+    worker = proc.split(".")[0]
+    return [
+        h.Received(task, worker, redelivered),
+        h.StateWritten(task, "STARTED"),
+        h.Started(x, task, proc, redelivered),
+    ]
+
+
+def ok(x: str) -> list[h.Event]:
+    task = x.split("#")[0]
+    return [h.Finished(x, "ok"), h.StateWritten(task, "SUCCESS")]
+
+
+def explain(config: DeliveryConfig, events: list[h.Event]) -> list[str]:
+    return [f"{m.task}: {m.expected} / {m.observed}" for m in check_delivery(config, events)]
+
+
+# --- a pool child killed mid-run ---------------------------------------------------------
+
+
+def test_early_ack_child_kill_is_lost_with_failure() -> None:
+    events = [
+        h.Submitted("t1"), *run("t1", "w1.c1"), h.Killed("w1.c1"),
+        h.StateWritten("t1", "FAILURE"), h.FinalState("t1", "FAILURE"),
+    ]  # fmt: skip
+    assert explain(cfg(ack="early"), events) == []
+    assert [v.executions for v in no_lost_message(events)] == [("t1",)]
+
+
+def test_late_ack_child_kill_is_acked_with_failure_not_redelivered() -> None:
+    events = [
+        h.Submitted("t1"), *run("t1", "w1.c1"), h.Killed("w1.c1"),
+        h.StateWritten("t1", "FAILURE"), h.FinalState("t1", "FAILURE"),
+    ]  # fmt: skip
+    assert explain(cfg(ack="late"), events) == []
+    # A redelivery there would contradict the model.
+    again = [*events[:-1], *run("t1#2", "w1.c2", True), *ok("t1#2")]
+    assert explain(cfg(ack="late"), again)
+
+
+def test_reject_on_worker_lost_requeues_and_must_come_back() -> None:
+    lost = [
+        h.Submitted("t1"),
+        *run("t1", "w1.c1"),
+        h.Killed("w1.c1"),
+        h.FinalState("t1", "STARTED"),
+    ]
+    assert explain(cfg(ack="late+requeue"), lost) == ["t1: 1 more delivery(ies) / none"]
+    back = [*lost[:-1], *run("t1#2", "w1.c2", True), *ok("t1#2"), h.FinalState("t1", "SUCCESS")]
+    assert explain(cfg(ack="late+requeue"), back) == []
+    assert no_lost_message(back) == []
+
+
+def test_a_lost_child_after_success_writes_nothing_and_requeues_nothing() -> None:
+    # Celery 5.7 request.py on_failure: _success_was_stored().
+    events = [
+        h.Submitted("t1"), *run("t1", "w1.c1"), h.VisibilityTimeout(),
+        *run("t1#2", "w1.c2", True), *ok("t1"), h.Killed("w1.c2"),
+        h.FinalState("t1", "SUCCESS"),
+    ]  # fmt: skip
+    assert explain(cfg(ack="late+requeue"), events) == []
+
+
+# --- the main process killed ------------------------------------------------------------------
+
+
+def main_killed(broker: str, ack: str, vt: bool) -> list[h.Event]:
+    events = [h.Submitted("t1"), *run("t1", "w1.c1"), h.Killed("w1"), h.Restarted("w2")]
+    if vt:
+        events.append(h.VisibilityTimeout())
+    return events
+
+
+def test_redis_redelivers_a_dead_workers_message_only_after_the_visibility_timeout() -> None:
+    early = [*main_killed("redis", "late", vt=False), *run("t1#2", "w2.c1", True), *ok("t1#2")]
+    assert explain(cfg("redis"), early) == ["t1: no further delivery / delivered to w2"]
+    after = [*main_killed("redis", "late", vt=True), *run("t1#2", "w2.c1", True), *ok("t1#2")]
+    assert explain(cfg("redis"), after) == []
+    never = main_killed("redis", "late", vt=True)
+    assert explain(cfg("redis"), never) == ["t1: 1 more delivery(ies) / none"]
+
+
+def test_amqp_redelivers_a_dead_workers_message_at_once() -> None:
+    events = [*main_killed("amqp", "late", vt=False), *run("t1#2", "w2.c1", True), *ok("t1#2")]
+    assert explain(cfg("amqp"), events) == []
+
+
+def test_early_ack_main_kill_loses_the_message_and_writes_nothing() -> None:
+    events = [*main_killed("redis", "early", vt=True), h.FinalState("t1", "STARTED")]
+    assert explain(cfg("redis", "early"), events) == []
+    assert no_lost_message(events)
+
+
+def test_a_message_waiting_in_a_dead_workers_buffer_comes_back() -> None:
+    events = [
+        h.Submitted("t1"), h.Received("t1", "w1"), h.Killed("w1"), h.Restarted("w2"),
+        *run("t1#2", "w2.c1", True), *ok("t1#2"),
+    ]  # fmt: skip
+    assert explain(cfg("amqp", "early"), events) == []
+
+
+def test_a_visibility_timeout_while_running_hands_the_message_out_again() -> None:
+    events = [
+        h.Submitted("t1"), *run("t1", "w1.c1"), h.VisibilityTimeout(),
+        *run("t1#2", "w1.c2", True), *ok("t1"), *ok("t1#2"), h.FinalState("t1", "SUCCESS"),
+    ]  # fmt: skip
+    assert explain(cfg("redis"), events) == []
+    # Early ack: nothing is unacked while running, so nothing comes back.
+    assert explain(cfg("redis", "early"), events)
+
+
+def test_the_redelivered_flag_is_checked() -> None:
+    events = [*main_killed("amqp", "late", vt=False), *run("t1#2", "w2.c1", False), *ok("t1#2")]
+    assert any("redelivered=True" in line for line in explain(cfg("amqp"), events))
+
+
+def test_a_start_without_a_delivery_is_a_mismatch() -> None:
+    events = [h.Submitted("t1"), h.Started("t1", "t1", "w1.c1")]
+    assert explain(cfg(), events)
+
+
+def test_states_and_final_state_are_checked() -> None:
+    events = [h.Submitted("t1"), *run("t1", "w1.c1"), *ok("t1"), h.FinalState("t1", "FAILURE")]
+    assert explain(cfg(), events) == ["t1: SUCCESS / FAILURE"]
+    missing = [h.Submitted("t1"), *run("t1", "w1.c1"), h.Finished("t1", "ok")]
+    assert explain(cfg(), missing) == ["t1: STARTED -> SUCCESS / STARTED"]
+
+
+# --- invariants and predictions -----------------------------------------------------------
+
+
+def test_exactly_one_effect() -> None:
+    done = [h.EffectDone("t1", "o1")]
+    assert exactly_one_effect([*done, h.InvoiceCount("o1", 1)]) == []
+    assert exactly_one_effect([*done, h.InvoiceCount("o1", 2)])
+    assert exactly_one_effect([*done, h.InvoiceCount("o1", 0)])
+    assert exactly_one_effect([h.InvoiceCount("o1", 0)]) == []
+
+
+@pytest.mark.parametrize(
+    ("ack", "pool", "prediction"),
+    [
+        ("early", "prefork", "violated"),
+        ("late", "prefork", "violated"),
+        ("late", "threads", "holds"),
+        ("late+requeue", "prefork", "holds"),
+    ],
+)
+def test_at_least_once_prediction(ack: str, pool: str, prediction: str) -> None:
+    assert expected(cfg(ack=ack, pool=pool), "at-least-once") == prediction
+
+
+def test_exactly_one_invoice_prediction() -> None:
+    def pred(effect: str, broker: str = "redis", ack: str = "late") -> str:
+        c = DeliveryConfig(broker, "threads", 2, ack != "early", False, effect=effect)  # type: ignore[arg-type]
+        return expected(c, "exactly-one-invoice")
+
+    assert pred("insert-on-conflict") == "holds"
+    assert pred("insert-always") == "violated"
+    assert pred("insert-always", ack="early") == "holds"
+    assert pred("check-then-insert") == "violated"
+    assert pred("check-then-insert", broker="amqp") == "holds"
+    assert pred("pkg.mod:make_effect") == "unknown"
+
+
+def test_every_prediction_has_a_reason() -> None:
+    for effect in [*BUILTIN_EFFECTS, "pkg.mod:make"]:
+        for broker in ("redis", "amqp"):
+            for ack in ("early", "late", "late+requeue"):
+                c = DeliveryConfig(
+                    broker, "prefork", 2, ack != "early", ack == "late+requeue", effect=effect
+                )  # type: ignore[arg-type]
+                for prop in PROPERTIES:
+                    assert why(c, prop)
+
+
+def test_config_rejects_requeue_without_acks_late() -> None:
+    with pytest.raises(ValueError, match="acks_late"):
+        DeliveryConfig("redis", "prefork", 2, acks_late=False, reject_on_worker_lost=True)
+    with pytest.raises(ValueError, match="broker"):
+        DeliveryConfig("kafka", "prefork", 2, acks_late=True)  # type: ignore[arg-type]
