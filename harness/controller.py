@@ -55,6 +55,9 @@ class Execution:
     acquiring_points: int = 0  # points reached inside the acquire call
     acquired: bool = False
     status: str | None = None  # how the body ended: ok | error
+    stored: str | None = None  # the state Celery stored for it once it returned
+    retried: int | None = None  # the retry level it published, if it called retry()
+    exhausted: bool = False  # its retry() found max_retries used up
 
 
 @dataclass
@@ -66,29 +69,43 @@ class Message:
     settled_by: list[str] = field(default_factory=list)  # who acked or rejected a delivery
     handled: int = 0  # failures (a lost child included) the main process finished handling
     states: list[str] = field(default_factory=list)
-    log: list[tuple[str, str]] = field(default_factory=list)  # (recv|settle, worker)
+    log: list[tuple[str, str, str]] = field(default_factory=list)  # (recv|settle, worker, tag)
     requeued: int = 0  # deliveries rejected with requeue: the broker owes one more each
+    published: int = 0  # retry messages the task's runs published (same task id)
     closed: int = 0  # deliveries handed back by the broker itself (vt, dead connection)
 
     def outstanding(self, worker: str) -> int:
         """Deliveries ``worker`` received and has not acked or rejected."""
         return self.received.count(worker) - self.settled_by.count(worker)
 
-    def held_by(self, worker: str) -> bool:
-        """Whether kombu's virtual QoS on ``worker`` counts the message against its
-        prefetch: it keys deliveries by tag, and a redelivered Redis message keeps its
-        tag, so any ack or reject of one delivery uncounts them all
-        (kombu/transport/virtual/base.py ``QoS.can_consume``)."""
-        held = False
-        for kind, who in self.log:
+    def held_by(self, worker: str) -> int:
+        """How many of the task's messages (a retry publishes another) kombu's virtual
+        QoS on ``worker`` counts against its prefetch: it keys deliveries by tag, and a
+        redelivered Redis message keeps its tag, so any ack or reject of one delivery
+        uncounts them all (kombu/transport/virtual/base.py ``QoS.can_consume``)."""
+        held: dict[str, bool] = {}
+        for kind, who, tag in self.log:
             if who == worker:
-                held = kind == "recv"
-        return held
+                held[tag] = kind == "recv"
+        return sum(held.values())
 
     def owed(self) -> int:
         """Deliveries the broker has yet to make: the first, one per requeue, one per
         delivery it took back, minus those made."""
-        return 1 + self.requeued + self.closed - len(self.received)
+        return 1 + self.published + self.requeued + self.closed - len(self.received)
+
+
+def _natural(x: str) -> tuple[int, int]:
+    """t2 < t10; t1 < t1#2."""
+    task, _, attempt = x.partition("#")
+    digits = task.lstrip("t")
+    return (int(digits) if digits.isdigit() else 10**9, int(attempt or 1))
+
+
+def _name_order(name: str) -> tuple[int, str]:
+    """w2.c3 before w2.c10; a main process's primes count."""
+    head, _, n = name.rpartition(".c")
+    return (int(n) if n.isdigit() else name.count("'"), head)
 
 
 class Controller:
@@ -119,6 +136,13 @@ class Controller:
         self.messages: dict[str, Message] = {}  # task id -> message, this example
         self._reports: list[h.Event] = []  # broker / backend reports not yet in history
         self.adopted: set[tuple[str, str]] = set()  # (worker, queue) it now consumes
+        self._last_exec: dict[int, str] = {}  # channel -> the execution that ended on it
+        # Delivery runs: several executions can start between two quiescent points
+        # (a restore hands out several messages), their starts racing each other.
+        self.defer_starts = False
+        self._starts: list[h.Started] = []
+        self._receipts: list[h.Received] = []
+        self._fresh: list[Proc] = []  # processes first named since the last flush
 
     # --- reading (all in the caller's thread: no hand-off, one order of events) -----
 
@@ -200,7 +224,7 @@ class Controller:
             return
         kind = msg.get("t")
         if kind in ("recv", "ack", "reject", "handled", "state"):
-            self._delivery(kind, msg)
+            self._delivery(kind, msg, cid)
         elif kind == "adopted":
             self.adopted.add((msg["worker"], msg["queue"]))
         elif kind == "hello":
@@ -222,6 +246,7 @@ class Controller:
                 self._record(ex, msg)
             elif kind == "end":
                 ex.state, ex.status = "done", msg["status"]
+                self._last_exec[cid] = ex.id
                 self.history.append(h.Finished(ex.id, msg["status"], msg.get("error")))
                 del self._conn_exec[cid]
 
@@ -238,16 +263,21 @@ class Controller:
             self._events.remove(ev)
             self._apply(*ev)
 
-    def _delivery(self, kind: str, msg: dict[str, Any]) -> None:
+    def _delivery(self, kind: str, msg: dict[str, Any], cid: int) -> None:
         m = self.messages.get(msg["id"])
         if m is None:
             return  # a message of an earlier example, or of a lock scenario
         if kind in ("recv", "ack", "reject"):
-            m.log.append(("recv" if kind == "recv" else "settle", msg["worker"]))
+            m.log.append(("recv" if kind == "recv" else "settle", msg["worker"], msg["tag"]))
         if kind == "recv":
             m.received.append(msg["worker"])
             alias = self.aliases.get(msg["worker"], msg["worker"])
-            self.history.append(h.Received(m.task, alias, bool(msg.get("redelivered"))))
+            level = int(msg.get("level", 0))
+            receipt = h.Received(m.task, alias, bool(msg.get("redelivered")), level)
+            if self.defer_starts:
+                self._receipts.append(receipt)
+            else:
+                self.history.append(receipt)
         elif kind == "ack":
             m.settled_by.append(msg["worker"])
             self._reports.append(h.Acked(m.task))
@@ -260,13 +290,22 @@ class Controller:
         else:
             m.states.append(msg["state"])
             self._reports.append(h.StateWritten(m.task, msg["state"]))
+            ex = self.executions.get(self._last_exec.get(cid, ""))
+            if ex is not None and ex.state == "done" and ex.task == m.task:
+                ex.stored = msg["state"]  # the result of a run that returned
 
     def flush(self) -> None:
-        """Append the broker and backend reports received so far, grouped by task.
+        """Append what was deferred since the last quiescent point: receipts, then
+        starts, then the broker and backend reports, each grouped by task.
 
         They come from several processes over several connections, so their arrival
         order is a race; each task's own reports keep their order (they are causally
         ordered), and tasks go in name order, so the history is the same every run."""
+        receipts = sorted(self._receipts, key=lambda e: _natural(e.task))
+        starts = self._canonical_starts()
+        self._receipts, self._starts = [], []
+        self.history.events.extend(receipts)  # a receipt before the start it causes
+        self.history.events.extend(starts)
         reports, self._reports = self._reports, []
         order = {t: i for i, t in enumerate(sorted({getattr(e, "task", "") for e in reports}))}
         reports.sort(key=lambda e: order[getattr(e, "task", "")])
@@ -294,10 +333,67 @@ class Controller:
         self._attempts[task] = n
         x = task if n == 1 else f"{task}#{n}"
         proc = self.procs[pid]
+        if not proc.name and self.defer_starts:
+            self._fresh.append(proc)
         self.name_of(proc)
         self.executions[x] = Execution(x, task, pid, proc.name, cid)
         self._conn_exec[cid] = x
-        self.history.append(h.Started(x, task, proc.name, bool(msg.get("redelivered"))))
+        started = h.Started(
+            x, task, proc.name, bool(msg.get("redelivered")), int(msg.get("level", 0))
+        )
+        if self.defer_starts:
+            self._starts.append(started)
+        else:
+            self.history.append(started)
+
+    def _canonical_starts(self) -> list[h.Started]:
+        """Executions that started since the last quiescent point, renamed in a
+        canonical order.
+
+        Several can start between two quiescent points (a restore hands out several
+        messages; a retry's message arrives while its parent runs), and which start
+        message arrives first is a race, so the attempt numbers (t1#5, t1#6) and the
+        first-use process names (w2.c1, w2.c2) given on arrival are too. They are
+        handed out again here by task, retry level and redelivered flag; runs equal in
+        all three are interchangeable, so arrival order decides only among equals."""
+        starts = self._starts
+        order = {e.execution: i for i, e in enumerate(starts)}
+        ranked = sorted(
+            starts, key=lambda e: (_natural(e.task), e.level, e.redelivered, order[e.execution])
+        )
+        numbers: dict[str, list[int]] = {}
+        for e in starts:
+            numbers.setdefault(e.task, []).append(_natural(e.execution)[1])
+        for nums in numbers.values():
+            nums.sort(reverse=True)
+        renamed: dict[str, str] = {}
+        for e in ranked:
+            n = numbers[e.task].pop()
+            renamed[e.execution] = e.task if n == 1 else f"{e.task}#{n}"
+        # Process names first given in this interval go to the runs in the new order.
+        names: dict[tuple[str, str], list[str]] = {}
+        for p in self._fresh:  # only swapped among processes of one worker and role
+            names.setdefault((p.worker, p.role), []).append(p.name)
+        for group in names.values():
+            group.sort(key=_name_order)
+        by_pid = {p.pid: p for p in self._fresh}
+        execs = {e.execution: self.executions.pop(e.execution) for e in starts}
+        for e in ranked:
+            ex = execs[e.execution]
+            proc = by_pid.pop(ex.pid, None)
+            if proc is not None:
+                proc.name = names[(proc.worker, proc.role)].pop(0)
+        out = []
+        for e in ranked:
+            ex = execs[e.execution]
+            ex.id = renamed[e.execution]
+            ex.process = self.procs[ex.pid].name
+            self.executions[ex.id] = ex
+            if self._conn_exec.get(ex.conn) == e.execution:
+                self._conn_exec[ex.conn] = ex.id
+            out.append(h.Started(ex.id, e.task, ex.process, e.redelivered, e.level))
+        self._fresh = []
+        return sorted(out, key=lambda e: _natural(e.execution))
 
     def name_of(self, proc: Proc) -> str:
         """The process's name in this example, given now if it has none yet."""
@@ -333,6 +429,15 @@ class Controller:
             self.history.append(h.InvoiceCreated(ex.id, msg["order"]))
         elif k == "effect":
             self.history.append(h.EffectDone(ex.id, msg["order"]))
+        elif k == "retry":
+            ex.retried = int(msg["level"])
+            for m in self.messages.values():
+                if m.task == ex.task:
+                    m.published += 1
+            self.history.append(h.RetryPublished(ex.id, ex.task, int(msg["level"])))
+        elif k == "exhausted":
+            ex.exhausted = True
+            self.history.append(h.RetriesExhausted(ex.id, ex.task))
         else:
             self.anomalies.append(f"unknown record {k!r} from {ex.id}")
 
@@ -380,6 +485,9 @@ class Controller:
         self.anomalies = []
         self.messages = {}
         self._reports = []
+        self._starts = []
+        self._receipts = []
+        self._fresh = []
         return self.history
 
     def accept(self, task: str, task_id: str | None = None) -> None:

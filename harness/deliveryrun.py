@@ -83,6 +83,7 @@ class DeliveryRunner:
         # takes it over when w1's main process dies, and so on.
         self._workers = 1
         ctl.aliases[self.worker.hostname] = "w1"
+        ctl.defer_starts = True  # added at each quiescent point, in task order
         self._counts = {"submit": 0, "kill": 0, "vt": 0}
         self._handled: dict[str, int] = {}  # task id -> losses its main must handle
         self._waiting: str | None = None  # what the last look at quiescence waited for
@@ -98,9 +99,13 @@ class DeliveryRunner:
         except BaseException:
             self._reset()
             raise
+        finally:
+            ctl.defer_starts = False
         for task, tid in run.task_ids.items():
             run.history.append(h.FinalState(task, cluster.state(tid)))
-        run.history.append(h.InvoiceCount(run.order, cluster.effect_count(run.order)))
+        for task in run.task_ids:  # one order per task: only its own runs may overlap
+            order = f"{run.order}-{task}"
+            run.history.append(h.InvoiceCount(order, cluster.effect_count(order)))
         if ctl.anomalies:
             raise HarnessError("control channel anomalies: " + "; ".join(ctl.anomalies))
         return run
@@ -141,12 +146,15 @@ class DeliveryRunner:
             if m.received.count(host) > len(runs) and len(live_here) < self.capacity:
                 return f"{m.task}: received with a free slot, not started"
             ok = sum(1 for e in runs if e.status == "ok")
-            if m.states.count("SUCCESS") < ok:
+            if any(e.status == "ok" and e.stored is None for e in runs):
                 return f"{m.task}: the result of a finished run is not stored"
             # Early ack: each run's delivery is acked as it starts. acks_late: once it
             # returns, or once the main process has dealt with its lost child.
             ended = ok + sum(1 for e in runs if e.state == "dead")
-            due = len(runs) if not self.config.acks_late else ended
+            # (The solo pool runs the task inside the event loop that performs the
+            # deferred early ack, so that ack comes when the task returns.)
+            early_at_start = not self.config.acks_late and self.config.pool != "solo"
+            due = len(runs) if early_at_start else ended
             if m.settled_by.count(host) < due:
                 return f"{m.task}: the ack or reject of a delivery is not reported"
         redis = self.config.broker == "redis"
@@ -203,7 +211,12 @@ class DeliveryRunner:
             tid = run.task_ids[task] = f"{run.order}-{task}"
             ctl.accept(task, tid)
             run.history.append(h.Submitted(task))
-            spec = {"task": task, "order": run.order, "effect": self.config.effect}
+            c = self.config
+            spec = {
+                "task": task, "order": f"{run.order}-{task}", "effect": c.effect,
+                "retries": c.retries,
+                "max_retries": c.max_retries, "autoretry": c.autoretry,
+            }  # fmt: skip
             self.cluster.send(self.worker, "suite.deliver", spec, task_id=tid, queue=self.queue)
             ctl.wait(lambda: ctl.started(task) is not None, f"{task} to start")
             return

@@ -133,6 +133,9 @@ class DeliveryConfig:
     effect: str = "insert-on-conflict"
     track_started: bool = True
     prefetch: int = 1  # worker_prefetch_multiplier
+    retries: int = 0  # how many times the task asks to be retried before it succeeds
+    max_retries: int = 3
+    autoretry: bool = False  # retry by raising an autoretry_for exception
 
     def __post_init__(self) -> None:
         if self.broker not in BROKERS:
@@ -155,5 +158,13 @@ class DeliveryConfig:
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
+    @property
+    def retry(self) -> str:
+        """``retry2max1`` (``auto`` appended for autoretry_for), or "" without retries."""
+        if not self.retries:
+            return ""
+        return f"retry{self.retries}max{self.max_retries}" + ("auto" if self.autoretry else "")
+
     def label(self) -> str:
-        return f"{self.effect}/{self.broker}/{self.ack}/{self.pool}/c{self.concurrency}"
+        tail = f"/{self.retry}" if self.retries else ""
+        return f"{self.effect}/{self.broker}/{self.ack}/{self.pool}/c{self.concurrency}{tail}"

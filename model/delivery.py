@@ -47,10 +47,17 @@ class _Delivery:
 
 @dataclass
 class _Message:
+    """One message: a task id and its ``retries`` level (a retry publishes a new one)."""
+
     task: str
+    level: int
     owed: int = 1  # deliveries the broker must still make
     redis_entry: bool = False  # Redis: the message has an entry in the unacked hash
     deliveries: list[_Delivery] = field(default_factory=list)
+
+
+@dataclass
+class _Task:
     states: list[str] = field(default_factory=list)  # the writes the model expects
     succeeded: bool = False
 
@@ -69,23 +76,34 @@ class DeliveryModel:
 
     def __init__(self, config: DeliveryConfig) -> None:
         self.config = config
-        self.messages: dict[str, _Message] = {}
+        self.tasks: dict[str, _Task] = {}
+        self.messages: dict[tuple[str, int], _Message] = {}
         self.mismatches: list[Mismatch] = []
-        self._by_execution: dict[str, _Message] = {}
+        self._by_execution: dict[str, tuple[_Message, _Delivery]] = {}
+        self._retried: dict[str, str] = {}  # execution -> RETRY | FAILURE (exhausted)
+        self._written: dict[str, list[str]] = {}  # task -> states written, in order
 
     def _flag(self, i: int, task: str, expected: str, observed: str, why: str) -> None:
         self.mismatches.append(Mismatch(i, task, expected, observed, why))
 
     def replay(self, events: Sequence[h.Event]) -> list[Mismatch]:
         written: dict[str, list[tuple[int, str]]] = {}
+        finals: list[tuple[int, str, str]] = []
         for i, e in enumerate(events):
             match e:
                 case h.Submitted(task=t):
-                    self.messages[t] = _Message(t)
+                    self.tasks[t] = _Task()
+                    self.messages[(t, 0)] = _Message(t, 0)
                 case h.Received():
                     self._received(i, e)
                 case h.Started():
                     self._started(i, e)
+                case h.RetryPublished(execution=x, task=t, level=n):
+                    self._retried[x] = "RETRY"
+                    m = self.messages.setdefault((t, n), _Message(t, n, owed=0))
+                    m.owed += 1
+                case h.RetriesExhausted(execution=x):
+                    self._retried[x] = "FAILURE"
                 case h.Finished(execution=x, status=status):
                     self._finished(x, status)
                 case h.Killed(process=p):
@@ -95,12 +113,16 @@ class DeliveryModel:
                 case h.StateWritten(task=t, state=s):
                     written.setdefault(t, []).append((i, s))
                 case h.FinalState(task=t, state=s):
-                    self._final(i, t, s)
-        for t, m in self.messages.items():
-            self._states(t, m, written.get(t, []), len(events))
+                    finals.append((i, t, s))
+        for t, task in self.tasks.items():
+            self._states(t, task, written.get(t, []), len(events))
+        for i, t, s in finals:
+            self._final(i, t, s)
+        for m in self.messages.values():
             if m.owed > 0:
                 self._flag(
-                    len(events), t, f"{m.owed} more delivery(ies)", "none",
+                    len(events), m.task, f"{m.owed} more delivery(ies) of retries={m.level}",
+                    "none",
                     "the broker owed this message again (requeued, or given back when "
                     "its holder died or its visibility timeout passed) but it never came",
                 )  # fmt: skip
@@ -109,18 +131,18 @@ class DeliveryModel:
     # --- events ---------------------------------------------------------------------
 
     def _received(self, i: int, e: h.Received) -> None:
-        m = self.messages.get(e.task)
-        if m is None:
-            self._flag(i, e.task, "no delivery", "a delivery", "never submitted")
-            return
-        if m.owed <= 0:
+        m = self.messages.get((e.task, e.level))
+        if m is None or m.owed <= 0:
             redis = self.config.broker == "redis"
             self._flag(
-                i, e.task, "no further delivery", f"delivered to {e.worker}",
+                i, e.task, "no further delivery",
+                f"retries={e.level} delivered to {e.worker}",
                 "nothing gave the message back to the broker: no requeue, no dead "
                 "holder, no visibility timeout"
                 + (" (Redis waits for the visibility timeout)" if redis else ""),
             )  # fmt: skip
+            if m is None:
+                m = self.messages[(e.task, e.level)] = _Message(e.task, e.level, owed=1)
         m.owed -= 1
         first = not m.deliveries
         if e.redelivered == first:
@@ -134,7 +156,7 @@ class DeliveryModel:
         m.redis_entry = True
 
     def _started(self, i: int, e: h.Started) -> None:
-        m = self.messages.get(e.task)
+        m = self.messages.get((e.task, e.level))
         waiting = [
             d for d in (m.deliveries if m else [])
             if d.execution is None and d.worker == _worker(e.process)
@@ -142,7 +164,8 @@ class DeliveryModel:
         if m is None or not waiting:
             self._flag(
                 i, e.task, "no execution", f"{e.execution} started",
-                f"{_worker(e.process)} holds no delivery of {e.task} it has not started",
+                f"{_worker(e.process)} holds no delivery of {e.task} (retries={e.level}) "
+                "it has not started",
             )  # fmt: skip
             return
         d = waiting[0]
@@ -152,31 +175,32 @@ class DeliveryModel:
                 i, e.task, f"redelivered={d.redelivered}", f"redelivered={e.redelivered}",
                 "the task sees the flag its message was delivered with",
             )  # fmt: skip
-        if not self.config.acks_late:
-            d.unacked = False  # acked when the pool accepted it (Request.on_accepted)
+        if not self.config.acks_late and self.config.pool != "solo":
+            # Acked when the pool accepted it (Request.on_accepted). The ack itself is
+            # deferred to the worker's event loop (Consumer.call_soon_ack); the solo
+            # pool runs the task inside that loop, so there it waits for the return.
+            d.unacked = False
             m.redis_entry = False  # one entry per message: any ack removes it
-        self._by_execution[e.execution] = m
+        self._by_execution[e.execution] = (m, d)
         if self.config.track_started:
-            m.states.append("STARTED")
-
-    def _delivery(self, x: str) -> tuple[_Message, _Delivery] | None:
-        m = self._by_execution.get(x)
-        if m is None:
-            return None
-        return m, next(d for d in m.deliveries if d.execution == x)
+            self.tasks[e.task].states.append("STARTED")
 
     def _finished(self, x: str, status: str) -> None:
-        found = self._delivery(x)
+        found = self._by_execution.get(x)
         if found is None:
             return
         m, d = found
         d.running = False
-        if status == "ok":
-            m.succeeded = True
-            m.states.append("SUCCESS")
-            if d.unacked:  # acks_late: acked after the task returned
-                d.unacked = False
-                m.redis_entry = False
+        if status != "ok":
+            return
+        task = self.tasks[m.task]
+        end = self._retried.get(x, "SUCCESS")  # RETRY, FAILURE past max_retries
+        if end == "SUCCESS":
+            task.succeeded = True
+        task.states.append(end)
+        if d.unacked:  # acks_late (or early on solo): acked once it returned or failed
+            d.unacked = False
+            m.redis_entry = False
 
     def _killed(self, process: str) -> None:
         main = not _is_child(process)
@@ -195,7 +219,8 @@ class DeliveryModel:
         """A prefork child died under the execution; its main process handles it
         (celery/worker/request.py ``on_failure`` with WorkerLostError)."""
         c = self.config
-        if m.succeeded:
+        task = self.tasks[m.task]
+        if task.succeeded:
             # Another run already stored SUCCESS: the lost run is acked, nothing is
             # written, nothing requeued (celery/worker/request.py on_failure,
             # ``_success_was_stored``, Celery 5.7; seen by the suite first).
@@ -203,7 +228,7 @@ class DeliveryModel:
         elif c.acks_late and c.reject_on_worker_lost:
             m.owed += 1  # rejected with requeue; no state written
         else:
-            m.states.append("FAILURE")  # acked (or already acked, early)
+            task.states.append("FAILURE")  # acked (or already acked, early)
         d.unacked = False
         m.redis_entry = False
 
@@ -226,25 +251,31 @@ class DeliveryModel:
 
     # --- result states -------------------------------------------------------------------
 
-    def _states(self, t: str, m: _Message, written: list[tuple[int, str]], end: int) -> None:
+    def _states(self, t: str, task: _Task, written: list[tuple[int, str]], end: int) -> None:
+        """Which states, not their order across runs: a retry's new message can start
+        (STARTED) before the old run's RETRY is written, and the harness has no point
+        between Celery's publish and its write (celery-semantics.md section 4)."""
         seen = [s for _, s in written]
-        if seen != m.states:
+        self._written[t] = seen
+        if sorted(seen) != sorted(task.states):
             where = written[0][0] if written else end
             self._flag(
-                where, t, " -> ".join(m.states) or "nothing", " -> ".join(seen) or "nothing",
+                where, t, " -> ".join(task.states) or "nothing", " -> ".join(seen) or "nothing",
                 "result states written: STARTED per run (track_started), SUCCESS per run "
-                "that returned, FAILURE(WorkerLostError) per child lost without requeue, "
-                "nothing for a main process killed (celery/app/trace.py, request.py)",
+                "that returned, RETRY per retry, FAILURE past max_retries and per child "
+                "lost without requeue, nothing for a main process killed "
+                "(celery/app/trace.py, celery/worker/request.py)",
             )  # fmt: skip
 
     def _final(self, i: int, t: str, state: str) -> None:
-        m = self.messages.get(t)
-        if m is None:
+        task = self.tasks.get(t)
+        if task is None:
             return
-        if m.succeeded:
+        seen = self._written.get(t, [])
+        if task.succeeded:
             want = "SUCCESS"  # key-value backends refuse to overwrite SUCCESS
-        elif m.states:
-            want = m.states[-1]
+        elif seen:
+            want = seen[-1]  # the last write, whichever run won the race to write it
         else:
             want = "PENDING"
         if state != want:

@@ -82,6 +82,38 @@ def exactly_one_effect(events: Sequence[h.Event]) -> list[Violation]:
     return out
 
 
+def one_lineage(events: Sequence[h.Event]) -> list[Violation]:
+    """A task id never has two live lineages: no run of a message after that message
+    already published its retry, and no retry level published twice."""
+    out = []
+    published: dict[tuple[str, int], str] = {}  # (task, level) -> execution that did
+    for i, e in enumerate(events):
+        if isinstance(e, h.RetryPublished):
+            first = published.setdefault((e.task, e.level), e.execution)
+            if first != e.execution:
+                out.append(
+                    Violation(
+                        "one_lineage",
+                        i,
+                        (first, e.execution),
+                        f"{e.execution} published retry {e.level} of {e.task} again "
+                        f"({first} already had): two lineages",
+                    )
+                )
+        elif isinstance(e, h.Started) and (e.task, e.level + 1) in published:
+            parent = published[(e.task, e.level + 1)]
+            out.append(
+                Violation(
+                    "one_lineage",
+                    i,
+                    (parent, e.execution),
+                    f"{e.execution} runs {e.task}'s retries={e.level} message again after "
+                    f"{parent} published its retry: two lineages",
+                )
+            )
+    return out
+
+
 def model_agrees(config: DeliveryConfig) -> Callable[[Sequence[h.Event]], list[Violation]]:
     def check(events: Sequence[h.Event]) -> list[Violation]:
         return [
@@ -108,6 +140,8 @@ class DeliveryProperty:
             return no_lost_message(events)
         if self.name == "exactly-one-invoice":
             return exactly_one_effect(events)
+        if self.name == "one-lineage":
+            return one_lineage(events)
         return []  # "delivery-model": the model check that runs on every property
 
 
@@ -123,6 +157,11 @@ PROPERTIES: dict[str, DeliveryProperty] = {
             "exactly-one-invoice",
             frozenset({"kill", "vt"}),
             "after every redelivery has run, each order has exactly one invoice",
+        ),
+        DeliveryProperty(
+            "one-lineage",
+            frozenset({"kill", "vt"}),
+            "a retried task id never has two live lineages",
         ),
         DeliveryProperty(
             "delivery-model",
@@ -144,14 +183,24 @@ def expected(config: DeliveryConfig, prop: str) -> Prediction:
         # prefork child is acked with FAILURE; a dead main process's messages do come
         # back (AMQP at once, Redis after the visibility timeout).
         if not c.acks_late:
-            return "violated"
+            # ...except on solo, where the early ack waits for the task to return and
+            # a kill (of the one process) leaves the message unacked.
+            return "holds" if c.pool == "solo" else "violated"
         lost_child_acked = c.pool == "prefork" and not c.reject_on_worker_lost
         return "violated" if lost_child_acked else "holds"
+    if prop == "one-lineage":
+        if not c.retries:
+            return "holds"  # nothing publishes a second message
+        # A retry is published before the run returns; if its message is then given
+        # back (acks_late: a dead worker, a requeue, a visibility timeout; solo: the
+        # early ack waits for the return too), the old message runs again next to it.
+        return "violated" if c.acks_late or c.pool == "solo" else "holds"
     if prop == "exactly-one-invoice":
         kind = BUILTIN_EFFECTS.get(c.effect)
         if kind is None:
             return "unknown"
-        if kind == "idempotent" or not c.acks_late:
+        late = c.acks_late or c.pool == "solo"  # solo acks early ones at return too
+        if kind == "idempotent" or not late:
             # Early ack never runs a message twice (lost instead: see at-least-once).
             return "holds"
         if kind == "not-idempotent":
@@ -168,17 +217,28 @@ def why(config: DeliveryConfig, prop: str) -> str:
     if prop == "delivery-model":
         return "the model is the reference: any difference is a finding"
     if prop == "at-least-once":
+        if not c.acks_late and c.pool == "solo":
+            return "solo: the early ack waits for the task to return; a killed run comes back"
         if not c.acks_late:
             return "early ack: the message is acked when the run starts; a kill loses it"
         if pred == "violated":
             return "acks_late without reject_on_worker_lost acks a message whose child died"
         return "acks_late: a killed run's message is requeued or given back"
+    if prop == "one-lineage":
+        if not c.retries:
+            return "no retries: one message per task"
+        if pred == "violated":
+            return (
+                "the retry is published before the ack: a fault in between gives the old "
+                "message back while the retry runs (celery-semantics.md section 4)"
+            )
+        return "early ack: the old message is acked before its retry is published"
     kind = BUILTIN_EFFECTS.get(c.effect, "plug-in")
     if pred == "unknown":
         return "plug-in effect: the suite reports what it finds"
     if kind == "idempotent":
         return "idempotent effect: one row whatever runs"
-    if not c.acks_late:
+    if not c.acks_late and c.pool != "solo":
         return "early ack runs each message at most once"
     if kind == "not-idempotent":
         return "acks_late runs a message again after a kill between its effect and its ack"

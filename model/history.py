@@ -68,6 +68,7 @@ class Started(Event):
     task: str
     process: str
     redelivered: bool = False  # the broker's flag on the message this execution runs
+    level: int = 0  # request.retries of that message: 0, then 1 for the first retry...
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class Received(Event):
     task: str
     worker: str
     redelivered: bool = False
+    level: int = 0  # request.retries of the message
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,24 @@ class EffectDone(Event):
 
     execution: str
     order: str
+
+
+@dataclass(frozen=True)
+class RetryPublished(Event):
+    """The run called ``self.retry()``: a new message with the same task id and
+    ``retries=level`` was published (before Retry is raised, celery/app/task.py)."""
+
+    execution: str
+    task: str
+    level: int
+
+
+@dataclass(frozen=True)
+class RetriesExhausted(Event):
+    """The run's ``self.retry()`` found max_retries used up: the task fails."""
+
+    execution: str
+    task: str
 
 
 @dataclass(frozen=True)

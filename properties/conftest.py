@@ -38,6 +38,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     opt = metafunc.config.getoption
+    if "claim" in metafunc.fixturenames:
+        from properties.semantics import CLAIMS
+
+        pairs = [(c, b) for c in CLAIMS for b in c.brokers]
+        metafunc.parametrize(("claim", "broker"), pairs, ids=[f"{c.id}-{b}" for c, b in pairs])
+        return
     if "delivery_config" in metafunc.fixturenames:
         wanted = [p for p in opt("property") if p in delivery_properties.PROPERTIES]
         cases = matrix.delivery_cases(opt("matrix"), opt("effect"), wanted or None)
@@ -95,7 +101,7 @@ def report(request: pytest.FixtureRequest) -> findings.Findings:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     f = terminalreporter.config.stash[findings.KEY]
-    if f.outcomes:
+    if f.outcomes or f.claims:
         terminalreporter.write_sep("=", "findings")
         terminalreporter.write_line(f.table())
         terminalreporter.write_line(f"written to {f.path}")
@@ -103,5 +109,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     f = session.config.stash[findings.KEY]
-    if f.outcomes:
+    if f.outcomes or f.claims:
         f.write()

@@ -21,6 +21,7 @@ from model import history as h
 from model.config import DeliveryConfig
 from model.delivery import check_delivery
 from model.delivery_properties import PROPERTIES, expected, why
+from properties import profiles
 from properties.scenario import DeliveryScenario
 from properties.search import FAULTS, SWITCHING, Failure, Outcome, ReplayDiverged, Scheduler
 
@@ -67,6 +68,7 @@ def search(cluster: Cluster, config: DeliveryConfig, prop: str) -> Outcome:
             raise failure
 
     test = settings(
+        max_examples=profiles.DELIVERY_EXAMPLES.get(profiles.active, settings().max_examples),
         deadline=None,
         report_multiple_bugs=False,
         suppress_health_check=list(HealthCheck),
@@ -82,6 +84,10 @@ def search(cluster: Cluster, config: DeliveryConfig, prop: str) -> Outcome:
             why=why(config, prop), **kw,
         )  # fmt: skip
 
+    from hypothesis.internal.conjecture import engine
+
+    shrink = engine.MAX_SHRINKING_SECONDS
+    engine.MAX_SHRINKING_SECONDS = profiles.DELIVERY_SHRINK_SECONDS.get(profiles.active, shrink)
     try:
         test()
     except Failure as failure:
@@ -91,6 +97,8 @@ def search(cluster: Cluster, config: DeliveryConfig, prop: str) -> Outcome:
         return outcome(verdict, failure=failure, found_by="search")
     except Exception as exc:  # a harness error is a verdict too, never a pass
         return outcome("harness error", error=f"{type(exc).__name__}: {exc}")
+    finally:
+        engine.MAX_SHRINKING_SECONDS = shrink
     return outcome("holds")
 
 

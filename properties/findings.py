@@ -9,19 +9,24 @@ from pathlib import Path
 import pytest
 
 from properties.search import Outcome
+from properties.semantics import ClaimResult
 
 
 @dataclass
 class Findings:
     path: Path
     outcomes: list[Outcome] = field(default_factory=list)
+    claims: list[ClaimResult] = field(default_factory=list)
 
     def add(self, outcome: Outcome) -> None:
         self.outcomes.append(outcome)
 
+    def add_claim(self, result: ClaimResult) -> None:
+        self.claims.append(result)
+
     def write(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        rows = [o.row() for o in self.outcomes]
+        rows = [o.row() for o in self.outcomes] + [c.row() for c in self.claims]
         self.path.write_text(json.dumps(rows, indent=2) + "\n")
 
     def table(self) -> str:
@@ -43,6 +48,13 @@ class Findings:
         for o in self.outcomes:
             counts[o.verdict] = counts.get(o.verdict, 0) + 1
         summary = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+        if self.claims:
+            claim_lines = [
+                f"  [{c.verdict}] {c.claim.id} ({c.broker}): {c.claim.text}"
+                + ("" if c.verdict == "confirmed" else f" -- {c.detail}")
+                for c in self.claims
+            ]
+            lines += ["", "semantics reference, row by row:", *claim_lines]
         shown = [o for o in self.outcomes if o.failure is not None]
         parts = ["\n".join(lines), f"{len(self.outcomes)} findings: {summary}"]
         for o in shown:

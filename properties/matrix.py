@@ -44,48 +44,63 @@ ACKS = ((False, False), (True, False), (True, True))
 
 def delivery_configs(matrix: str, effects: list[str] | None = None) -> list[DeliveryConfig]:
     """``full``: both brokers x every ack setting x prefork/2, threads/2, solo, each with
-    every built-in effect. ``ci``: both brokers x every ack setting on prefork/2 with a
-    sound effect, plus each unsafe effect where it breaks and where it does not. A
-    plug-in effect (``effects``) runs on prefork/2 and threads/2, both brokers, acks_late."""
+    every built-in effect, plus retries. A plug-in effect (``effects``) runs on
+    prefork/2 and threads/2, both brokers, acks_late."""
     if effects:
         return [
             DeliveryConfig(b, pool, c, True, False, effect=e)
             for e in effects for b in ("redis", "amqp") for pool, c in SHAPES_PLUGIN
         ]  # fmt: skip
-    if matrix == "full":
-        shapes: list[tuple[Pool, int]] = [("prefork", 2), ("threads", 2), ("solo", 1)]
-        return [
-            DeliveryConfig(b, pool, c, late, requeue, effect=e)
-            for e in BUILTIN_EFFECTS for b in ("redis", "amqp") for late, requeue in ACKS
-            for pool, c in shapes
-        ]  # fmt: skip
-    sound = [
-        DeliveryConfig(b, "prefork", 2, late, requeue)
-        for b in ("redis", "amqp") for late, requeue in ACKS
+    shapes: list[tuple[Pool, int]] = [("prefork", 2), ("threads", 2), ("solo", 1)]
+    plain = [
+        DeliveryConfig(b, pool, c, late, requeue, effect=e)
+        for e in BUILTIN_EFFECTS for b in ("redis", "amqp") for late, requeue in ACKS
+        for pool, c in shapes
     ]  # fmt: skip
-    return [
-        *sound,
-        DeliveryConfig("redis", "threads", 2, True, False, effect="insert-always"),
-        DeliveryConfig("redis", "threads", 2, True, False, effect="check-then-insert"),
-        DeliveryConfig("amqp", "threads", 2, True, False, effect="check-then-insert"),
-    ]
+    retrying = [
+        DeliveryConfig(b, pool, c, late, requeue, retries=2, max_retries=m, autoretry=auto)
+        for b in ("redis", "amqp") for late, requeue in ACKS for pool, c in shapes
+        for m, auto in ((1, False), (3, False), (3, True))
+    ]  # fmt: skip
+    return plain + retrying
 
 
 def delivery_cases(
     matrix: str, effects: list[str] | None = None, props: list[str] | None = None
 ) -> list[tuple[str, DeliveryConfig]]:
-    """(property, config) pairs. ``full`` and plug-in effects: every property on every
-    config. ``ci``: at-least-once and the model check on the ack matrix (the sound
-    effect), exactly-one-invoice where the effect matters."""
+    """(property, config) pairs. ``full`` and plug-in effects: every property that
+    applies on every config (one-lineage needs retries, exactly-one-invoice an
+    effect that can break). ``ci``: a bounded selection covering every ack setting on
+    both brokers, the solo early-ack finding, each unsafe effect where it breaks and
+    where it does not, and retries with and without a fault that allows two
+    lineages."""
     from model.delivery_properties import PROPERTIES
 
     wanted = props or list(PROPERTIES)
-    configs = delivery_configs(matrix, effects)
     if matrix == "full" or effects:
-        cases = [(p, c) for c in configs for p in wanted]
-    else:
-        cases = [
+        configs = delivery_configs(matrix, effects)
+        return [
             (p, c) for c in configs for p in wanted
-            if (p == "exactly-one-invoice") == (c.effect != "insert-on-conflict")
+            if (p != "one-lineage" or c.retries)
+            and (p != "exactly-one-invoice" or c.effect != "insert-on-conflict" or effects)
         ]  # fmt: skip
-    return cases
+    acks = [
+        DeliveryConfig(b, "prefork", 2, late, requeue)
+        for b in ("redis", "amqp") for late, requeue in ACKS
+    ]  # fmt: skip
+    cases = [(p, c) for c in acks for p in ("at-least-once", "delivery-model")]
+    solo = DeliveryConfig("redis", "solo", 1, False, False)
+    cases += [("at-least-once", solo), ("delivery-model", solo)]
+    cases += [
+        ("exactly-one-invoice", DeliveryConfig("redis", "threads", 2, True, effect=e))
+        for e in ("insert-always", "check-then-insert", "upsert")
+    ]
+    amqp = DeliveryConfig("amqp", "threads", 2, True, effect="check-then-insert")
+    cases.append(("exactly-one-invoice", amqp))
+    retry_late = DeliveryConfig("redis", "prefork", 2, True, False, retries=2, max_retries=1)
+    retry_early = DeliveryConfig("amqp", "prefork", 2, False, False, retries=2, max_retries=3)
+    cases += [
+        ("one-lineage", retry_late), ("delivery-model", retry_late),
+        ("one-lineage", retry_early), ("delivery-model", retry_early),
+    ]  # fmt: skip
+    return [(p, c) for p, c in cases if p in wanted]

@@ -24,12 +24,21 @@ PROFILES = ("dev", "ci", "nightly")
 # (hypothesis/internal/conjecture/engine.py MAX_SHRINKING_SECONDS); on real workers a
 # shrink step costs a whole scenario, so the bounded profiles stop earlier and report
 # the smallest counterexample found by then.
-SHRINK_SECONDS = {"dev": 30, "ci": 20, "nightly": 300}
+SHRINK_SECONDS = {"dev": 30, "ci": 10, "nightly": 300}
+
+
+# Examples per delivery property run: a delivery scenario costs more than a lock one
+# (a killed main process means a worker taking over, a vt move a restore scan).
+DELIVERY_EXAMPLES = {"dev": 15, "ci": 12, "nightly": 200}
+DELIVERY_SHRINK_SECONDS = {"dev": 20, "ci": 8, "nightly": 300}
+active = "default"
 
 
 def bound_shrinking(profile: str) -> None:
     from hypothesis.internal.conjecture import engine
 
+    global active
+    active = profile
     engine.MAX_SHRINKING_SECONDS = SHRINK_SECONDS.get(profile, 300)
 
 
@@ -52,5 +61,5 @@ def example_database() -> ExampleDatabase | None:
 def register() -> None:
     db = example_database()
     settings.register_profile("dev", max_examples=25, database=db)
-    settings.register_profile("ci", max_examples=30, derandomize=True, database=None)
+    settings.register_profile("ci", max_examples=20, derandomize=True, database=None)
     settings.register_profile("nightly", max_examples=400, database=db)

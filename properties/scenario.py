@@ -50,7 +50,8 @@ class Scenario:
 
 _DELIVERY = re.compile(
     r"(?P<prop>\S+) (?P<effect>\S+) (?P<broker>\w+)/(?P<ack>early|late|late\+requeue)"
-    r"/(?P<pool>\w+)/(?P<c>\d+) tasks=(?P<n>\d+):(?P<moves>.*)"
+    r"/(?P<pool>\w+)/(?P<c>\d+)(?:/retry(?P<retries>\d+)max(?P<max>\d+)(?P<auto>auto)?)?"
+    r" tasks=(?P<n>\d+):(?P<moves>.*)"
 )
 
 
@@ -65,7 +66,8 @@ class DeliveryScenario:
 
     def encode(self) -> str:
         c = self.config
-        head = f"{self.prop} {c.effect} {c.broker}/{c.ack}/{c.pool}/{c.concurrency} "
+        retry = f"/{c.retry}" if c.retries else ""
+        head = f"{self.prop} {c.effect} {c.broker}/{c.ack}/{c.pool}/{c.concurrency}{retry} "
         return head + f"tasks={self.tasks}: " + "; ".join(self.moves)
 
     def command(self) -> str:
@@ -84,6 +86,8 @@ class DeliveryScenario:
         config = DeliveryConfig(
             broker, pool, int(m["c"]), acks_late=m["ack"] != "early",
             reject_on_worker_lost=m["ack"] == "late+requeue", effect=m["effect"],
+            retries=int(m["retries"] or 0), max_retries=int(m["max"] or 3),
+            autoretry=bool(m["auto"]),
         )  # fmt: skip
         moves = tuple(s.strip() for s in m["moves"].split(";") if s.strip())
         return cls(m["prop"], config, int(m["n"]), moves)

@@ -131,6 +131,14 @@ class Outcome:
     found_by: str | None = None  # "search" or "attack: <name>" for a violation
     why: str = ""  # the model's reason for ``expected``
 
+    def _fault(self) -> dict[str, str]:
+        """The fault moves the property's scenarios may contain (delivery rows)."""
+        from model.delivery_properties import PROPERTIES
+
+        if self.prop in PROPERTIES and not hasattr(self.config, "lock"):
+            return {"fault": ",".join(sorted(PROPERTIES[self.prop].moves)) or "none"}
+        return {}
+
     @property
     def agrees(self) -> bool:
         return self.verdict == self.expected or (
@@ -141,7 +149,7 @@ class Outcome:
         f = self.failure
         return {
             "property": self.prop,
-            "config": self.config.as_dict(),
+            "config": {**self.config.as_dict(), **self._fault()},
             "expected": self.expected,
             "verdict": self.verdict,
             "agrees_with_model": self.agrees,

@@ -13,7 +13,7 @@ def _line(e: h.Event, where: dict[str, str]) -> tuple[str, str]:
         case h.Submitted(task=t):
             return "-", f"submit {t}"
         case h.Started(execution=x, process=p, redelivered=r):
-            return x, f"starts in {p}" + (" (message flagged redelivered)" if r else "")
+            return x, f"starts in {p}" + (" (redelivered)" if r else "")
         case h.Point(execution=x, name=n):
             return x, f"  at {n}"
         case h.AcquireBegin(execution=x, key=k):
@@ -40,6 +40,15 @@ def _line(e: h.Event, where: dict[str, str]) -> tuple[str, str]:
             return "-", f"worker {w} restarted"
         case h.InvoiceCount(order=o, count=c):
             return "-", f"invoices for {o}: {c}"
+        case h.Received(task=t, worker=w, redelivered=r, level=n):
+            extra = ", ".join(
+                s for s in (f"retries={n}" if n else "", "redelivered" if r else "") if s
+            )
+            return "-", f"{w} received {t}" + (f" ({extra})" if extra else "")
+        case h.RetryPublished(execution=x, level=n):
+            return x, f"RETRY published (retries={n})"
+        case h.RetriesExhausted(execution=x):
+            return x, "retry refused: max_retries used up"
         case h.EffectDone(execution=x, order=o):
             return x, f"effect for {o} committed"
         case h.VisibilityTimeout():

@@ -107,9 +107,11 @@ def _report_deliveries() -> None:
 
     def received(request: Any, **_: Any) -> None:
         info = request.delivery_info or {}
+        level = int((request._request_dict or {}).get("retries") or 0)
         points.notify(
-            "recv", id=request.id, worker=worker, redelivered=bool(info.get("redelivered"))
-        )
+            "recv", id=request.id, worker=worker, redelivered=bool(info.get("redelivered")),
+            level=level, tag=str(request.message.delivery_tag),
+        )  # fmt: skip
 
     signals.task_received.connect(received, weak=False)
 
@@ -117,18 +119,17 @@ def _report_deliveries() -> None:
     # event loop (call_soon), and the report must follow what the broker was told.
     ack, reject, on_failure = Message.ack, Message.reject, Request.on_failure
 
-    def _id(message: Any) -> Any:
-        return (message.headers or {}).get("id")
-
     def acknowledge(self: Any, multiple: bool = False) -> None:
         ack(self, multiple=multiple)
-        if (tid := _id(self)) is not None:
-            points.notify("ack", id=tid, worker=worker)
+        if (tid := (self.headers or {}).get("id")) is not None:
+            points.notify("ack", id=tid, worker=worker, tag=str(self.delivery_tag))
 
     def rejected(self: Any, requeue: bool = False) -> None:
         reject(self, requeue=requeue)
-        if (tid := _id(self)) is not None:
-            points.notify("reject", id=tid, worker=worker, requeue=requeue)
+        if (tid := (self.headers or {}).get("id")) is not None:
+            points.notify(
+                "reject", id=tid, worker=worker, requeue=requeue, tag=str(self.delivery_tag)
+            )
 
     def failed(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -289,23 +290,59 @@ def _effect(spec: str) -> Any:
     return _effects[spec]
 
 
-@app.task(name="suite.deliver", bind=True)
+class Flaky(Exception):
+    """What a task with ``autoretry_for=(Flaky,)`` raises to be retried."""
+
+
+@app.task(
+    name="suite.deliver", bind=True, autoretry_for=(Flaky,), retry_backoff=False,
+    default_retry_delay=0,  # autoretry's countdown (180 s by default)
+)  # fmt: skip
 def deliver(self: Any, spec: dict[str, Any]) -> str:
     """Run the order's effect (create its invoice) between two scheduling points.
 
     ``start`` (parked before anything runs), the effect's own SQL points, then ``done``
     (the effect has committed; the task has not returned, so with acks_late the
-    message is still unacked: a fault here is the classic "ran but not acked")."""
+    message is still unacked: a fault here is the classic "ran but not acked").
+
+    With ``spec["retries"] = n`` the first n runs of the lineage ask to be retried
+    after the effect: ``self.retry(countdown=0, max_retries=...)`` between the points
+    ``retry`` (nothing published yet) and ``retried`` (the retry message is out, this
+    one not acked yet), or, with ``spec["autoretry"]``, by raising ``Flaky``
+    (``autoretry_for``), after the point ``retry``."""
+    from celery.exceptions import MaxRetriesExceededError, Retry
+
     order, task = spec["order"], spec["task"]
     redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+    level = int(self.request.retries or 0)
+    outcome: BaseException | None = None
     try:
-        with points.execution(task, task, redelivered=redelivered):
+        with points.execution(task, task, redelivered=redelivered, level=level):
             _effect(spec["effect"])(order)
             points.record("effect", order=order)
-            points.point("done")
+            if level < int(spec.get("retries", 0)):
+                points.point("retry")
+                max_retries = int(spec.get("max_retries", 3))
+                # Reported before retry() publishes (celery/app/task.py: past
+                # max_retries when request.retries + 1 > max_retries), so the report
+                # is in the history before the new message's receipt.
+                points.record("retry" if level < max_retries else "exhausted", level=level + 1)
+                if spec.get("autoretry"):
+                    self.max_retries = max_retries  # what autoretry_for passes on
+                    outcome = Flaky(f"asked to retry at level {level}")
+                else:
+                    try:
+                        self.retry(countdown=0, max_retries=max_retries)
+                    except (Retry, MaxRetriesExceededError) as exc:
+                        outcome = exc
+                    points.point("retried")
+            else:
+                points.point("done")
     except points.StaleExecution:
         return "stale"
     finally:
         if _resources is not None:  # no transaction of this run outlives it
             _resources.end_db_transaction()
+    if outcome is not None:
+        raise outcome  # Celery takes it from here: RETRY, or FAILURE past max_retries
     return "ok"

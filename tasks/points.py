@@ -88,14 +88,16 @@ def _apply(reply: dict[str, Any]) -> None:
 
 
 @contextmanager
-def execution(execution_id: str, task: str, redelivered: bool = False) -> Iterator[None]:
+def execution(
+    execution_id: str, task: str, redelivered: bool = False, level: int = 0
+) -> Iterator[None]:
     """Run the body as a controlled execution: park at start, report the end.
 
     Raises StaleExecution (before the body runs) if the controller does not know it.
     """
     ch = _channel()
     start = {"t": "start", "x": execution_id, "task": task, "pid": os.getpid()}
-    _apply(ch.ask({**start, "redelivered": redelivered}))
+    _apply(ch.ask({**start, "redelivered": redelivered, "level": level}))
     _local.execution = execution_id
     status, error = "ok", None
     try:

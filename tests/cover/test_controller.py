@@ -124,3 +124,41 @@ def test_records_become_history_events(ctl: Controller) -> None:
 def test_a_wait_that_cannot_finish_times_out_clearly(ctl: Controller) -> None:
     with pytest.raises(HarnessTimeout, match="waiting for nothing to happen"):
         ctl.wait(lambda: False, "nothing to happen", timeout=0.3)
+
+
+def test_deferred_reports_are_flushed_in_task_order(ctl: Controller) -> None:
+    """Receipts, starts and broker reports from several processes race; the history
+    takes them at quiescent points, receipts before starts, each group by task."""
+    ctl.defer_starts = True
+    for task in ("t1", "t2"):
+        ctl.accept(task, f"id-{task}")
+    reporter = socket.create_connection(ctl.address)
+
+    def report(msg: dict[str, object]) -> None:
+        reporter.sendall(json.dumps(msg).encode() + b"\n")
+
+    # t2's reports arrive first, as a race may have it.
+    report({"t": "recv", "id": "id-t2", "worker": "w@x", "redelivered": False, "tag": "a"})
+    report({"t": "state", "id": "id-t2", "state": "STARTED"})
+    report(
+        {"t": "recv", "id": "id-t1", "worker": "w@x", "redelivered": True, "level": 1, "tag": "b"}
+    )
+    report({"t": "ack", "id": "id-t1", "worker": "w@x", "tag": "b"})
+    ctl.wait(lambda: len(ctl.messages["id-t1"].settled_by) == 1, "the reports", timeout=5)
+    log: list[str] = []
+    threads = [_task(t, [], log) for t in ("t2", "t1")]
+    ctl.wait(lambda: len(ctl.executions) == 2, "both starts", timeout=5)
+    assert ctl.history.events == []  # nothing lands between quiescent points
+    ctl.flush()
+    kinds = [(type(e).__name__, getattr(e, "task", "")) for e in ctl.history.events]
+    assert kinds == [
+        ("Received", "t1"), ("Received", "t2"), ("Started", "t1"), ("Started", "t2"),
+        ("Acked", "t1"), ("StateWritten", "t2"),
+    ]  # fmt: skip
+    received = [e for e in ctl.history.events if isinstance(e, h.Received)]
+    assert received[0] == h.Received("t1", "w1", True, 1)
+    for x in ("t1", "t2"):
+        ctl.release(x, timeout=5)
+    for t in threads:
+        t.join(5)
+    reporter.close()

@@ -78,7 +78,9 @@ def test_reject_on_worker_lost_requeues_and_must_come_back() -> None:
         h.Killed("w1.c1"),
         h.FinalState("t1", "STARTED"),
     ]
-    assert explain(cfg(ack="late+requeue"), lost) == ["t1: 1 more delivery(ies) / none"]
+    assert explain(cfg(ack="late+requeue"), lost) == [
+        "t1: 1 more delivery(ies) of retries=0 / none"
+    ]
     back = [*lost[:-1], *run("t1#2", "w1.c2", True), *ok("t1#2"), h.FinalState("t1", "SUCCESS")]
     assert explain(cfg(ack="late+requeue"), back) == []
     assert no_lost_message(back) == []
@@ -106,11 +108,11 @@ def main_killed(broker: str, ack: str, vt: bool) -> list[h.Event]:
 
 def test_redis_redelivers_a_dead_workers_message_only_after_the_visibility_timeout() -> None:
     early = [*main_killed("redis", "late", vt=False), *run("t1#2", "w2.c1", True), *ok("t1#2")]
-    assert explain(cfg("redis"), early) == ["t1: no further delivery / delivered to w2"]
+    assert explain(cfg("redis"), early) == ["t1: no further delivery / retries=0 delivered to w2"]
     after = [*main_killed("redis", "late", vt=True), *run("t1#2", "w2.c1", True), *ok("t1#2")]
     assert explain(cfg("redis"), after) == []
     never = main_killed("redis", "late", vt=True)
-    assert explain(cfg("redis"), never) == ["t1: 1 more delivery(ies) / none"]
+    assert explain(cfg("redis"), never) == ["t1: 1 more delivery(ies) of retries=0 / none"]
 
 
 def test_amqp_redelivers_a_dead_workers_message_at_once() -> None:

@@ -1,0 +1,281 @@
+"""The rows of the semantics reference, each confirmed or refuted by a real run.
+
+``../shared/reference/celery-semantics.md`` sections 1-5 say what Celery and kombu do
+with a message when workers die; some rows are read from the code and marked
+"(inferred)". Each claim here is one fixed scenario on real workers and a real broker
+and a check of what the run showed. The verdict goes into the findings: ``confirmed``,
+``refuted`` (the run wins; the model follows the run), or ``not tested`` with the
+reason. ``probe`` in a move list reads the broker at that moment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.cluster import Cluster
+from harness.deliveryrun import DeliveryRun, DeliveryRunner
+from model import history as h
+from model.config import DeliveryConfig
+from properties.timeline import render
+
+FAULTS = ("kill", "kill-main", "vt")
+Check = Callable[[Sequence[h.Event], list[int]], str | None]  # None: confirmed; else why not
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    section: str
+    text: str
+    ack: str  # early | late | late+requeue
+    moves: tuple[str, ...]
+    check: Check
+    brokers: tuple[str, ...] = ("redis", "amqp")
+    pool: str = "prefork"
+    inferred: bool = False
+
+
+@dataclass
+class ClaimResult:
+    claim: Claim
+    broker: str
+    verdict: str  # confirmed | refuted | harness error
+    detail: str
+    timeline: str = ""
+    scenario: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def row(self) -> dict[str, Any]:
+        c = self.claim
+        return {
+            "claim": c.id,
+            "section": c.section,
+            "statement": c.text + (" (inferred)" if c.inferred else ""),
+            "config": {
+                "broker": self.broker,
+                "pool": c.pool,
+                "concurrency": 1 if c.pool == "solo" else 2,
+                "acks_late": c.ack != "early",
+                "reject_on_worker_lost": c.ack == "late+requeue",
+                "fault": ",".join(m for m in c.moves if m.split()[0] in FAULTS) or "none",
+            },
+            "verdict": self.verdict,
+            "detail": self.detail,
+            "scenario": self.scenario,
+            "timeline": self.timeline,
+        }
+
+
+def _of(events: Sequence[h.Event], kind: type) -> list[Any]:
+    return [e for e in events if isinstance(e, kind)]
+
+
+def _idx(events: Sequence[h.Event], pred: Callable[[h.Event], bool]) -> int:
+    return next((i for i, e in enumerate(events) if pred(e)), -1)
+
+
+def _runs(events: Sequence[h.Event], task: str = "t1") -> list[h.Started]:
+    return [e for e in _of(events, h.Started) if e.task == task]
+
+
+def _final(events: Sequence[h.Event], task: str = "t1") -> str:
+    return next((e.state for e in _of(events, h.FinalState) if e.task == task), "?")
+
+
+def _states(events: Sequence[h.Event], task: str = "t1") -> list[str]:
+    return [e.state for e in _of(events, h.StateWritten) if e.task == task]
+
+
+def _acked_at_start(ev: Sequence[h.Event], _: list[int]) -> str | None:
+    acked = _idx(ev, lambda e: isinstance(e, h.Acked))
+    stepped = _idx(ev, lambda e: isinstance(e, h.Point))
+    if acked < 0 or (stepped >= 0 and acked > stepped):
+        return "the message was not acked before the run went on"
+    return None
+
+
+def _back_after_kill(ev: Sequence[h.Event], _: list[int]) -> str | None:
+    runs = _runs(ev)
+    if len(runs) != 2 or not runs[1].redelivered:
+        return f"runs {[(r.execution, r.redelivered) for r in runs]}: the message was lost"
+    return None
+
+
+def _acked_after_return(ev: Sequence[h.Event], _: list[int]) -> str | None:
+    acked = _idx(ev, lambda e: isinstance(e, h.Acked))
+    done = _idx(ev, lambda e: isinstance(e, h.Finished))
+    if acked < 0 or acked < done:
+        return f"acked at #{acked}, the run returned at #{done}"
+    return None
+
+
+def _lost_with_failure(ev: Sequence[h.Event], _: list[int]) -> str | None:
+    if len(_runs(ev)) != 1:
+        return f"{len(_runs(ev))} runs: it was delivered again"
+    if _final(ev) != "FAILURE":
+        return f"final state {_final(ev)}, not FAILURE"
+    return None
+
+
+def _acked_lost_with_failure(ev: Sequence[h.Event], p: list[int]) -> str | None:
+    if not _of(ev, h.Acked):
+        return "the message was never acked"
+    return _lost_with_failure(ev, p)
+
+
+def _requeued_no_failure(ev: Sequence[h.Event], _: list[int]) -> str | None:
+    rejected = [e for e in _of(ev, h.Rejected) if e.requeue]
+    runs = _runs(ev)
+    if not rejected:
+        return "no reject with requeue"
+    if len(runs) != 2 or not runs[1].redelivered:
+        return f"runs {[(r.execution, r.redelivered) for r in runs]}"
+    if "FAILURE" in _states(ev):
+        return "FAILURE was written although the message was requeued"
+    return None
+
+
+def _main_kill_lost_nothing_written(ev: Sequence[h.Event], _: list[int]) -> str | None:
+    if len(_runs(ev)) != 1:
+        return f"{len(_runs(ev))} runs: it was delivered again"
+    if _states(ev) != ["STARTED"] or _final(ev) != "STARTED":
+        return f"states {_states(ev)}, final {_final(ev)}"
+    return None
+
+
+def _back_without_vt(ev: Sequence[h.Event], _: list[int]) -> str | None:
+    runs = _runs(ev)
+    if _of(ev, h.VisibilityTimeout):
+        return "a visibility timeout was needed"
+    if len(runs) != 2 or not runs[1].redelivered or runs[1].process.split(".")[0] != "w2":
+        return f"runs {[(r.execution, r.process, r.redelivered) for r in runs]}"
+    return None
+
+
+def _back_only_after_vt(ev: Sequence[h.Event], _: list[int]) -> str | None:
+    runs = _runs(ev)
+    vt = _idx(ev, lambda e: isinstance(e, h.VisibilityTimeout))
+    if len(runs) != 2 or vt < 0:
+        return f"{len(runs)} runs, visibility timeout at #{vt}"
+    second = ev.index(runs[1])
+    if second < vt or not runs[1].redelivered:
+        return f"the second run started at #{second}, the visibility timeout passed at #{vt}"
+    return None
+
+
+def _children_die(ev: Sequence[h.Event], _: list[int]) -> str | None:
+    ended = {e.execution for e in _of(ev, h.Finished)}
+    first = _runs(ev)[0].execution if _runs(ev) else "?"
+    return None if first not in ended else f"{first} finished although its worker was killed"
+
+
+def _again_while_running(ev: Sequence[h.Event], _: list[int]) -> str | None:
+    runs = _runs(ev)
+    if len(runs) < 2:
+        return "not delivered again"
+    second = ev.index(runs[1])
+    first_done = _idx(ev, lambda e: isinstance(e, h.Finished) and e.execution == "t1")
+    return None if 0 <= second < first_done else "the second run did not overlap the first"
+
+
+def _one_entry_two_deliveries(_: Sequence[h.Event], probes: list[int]) -> str | None:
+    if probes != [1]:
+        return f"the unacked hash held {probes} entries for two unacked deliveries"
+    return None
+
+
+def _first_ack_clears_entry(ev: Sequence[h.Event], probes: list[int]) -> str | None:
+    if probes != [0]:
+        return f"after the first run's ack the unacked hash held {probes} entries"
+    return None
+
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim("ack.early", "1", "task_acks_late=False acks when the pool accepts the job",
+          "early", ("submit",), _acked_at_start),
+    Claim("ack.early.solo", "1", "solo pool: task_acks_late=False acks only after the "
+          "task returns (the deferred ack waits for the event loop the task blocks), so "
+          "a worker killed mid-task gives the message back", "early",
+          ("submit", "step t1", "kill t1", "vt"), _back_after_kill, pool="solo"),
+    Claim("ack.late", "1", "task_acks_late=True acks after the task returns",
+          "late", ("submit",), _acked_after_return),
+    Claim("child-kill.early", "2", "a prefork child killed under an early-acked task: "
+          "never redelivered, FAILURE(WorkerLostError) stored",
+          "early", ("submit", "step t1", "kill t1"), _lost_with_failure),
+    Claim("child-kill.late", "2", "acks_late, child killed: the message is still acked, "
+          "FAILURE stored, not redelivered", "late", ("submit", "step t1", "kill t1"),
+          _acked_lost_with_failure),
+    Claim("child-kill.requeue", "2,3", "acks_late + reject_on_worker_lost, child killed: "
+          "rejected with requeue, delivered again (redelivered=True), no FAILURE stored",
+          "late+requeue", ("submit", "step t1", "kill t1"), _requeued_no_failure),
+    Claim("main-kill.early", "2,5", "main process killed under an early-acked task: lost, "
+          "nothing stored after STARTED", "early", ("submit", "step t1", "kill-main t1"),
+          _main_kill_lost_nothing_written),
+    Claim("main-kill.children", "2", "a prefork main process killed takes its children "
+          "with it (the run in the child ends with it)", "late",
+          ("submit", "step t1", "kill-main t1"), _children_die),
+    Claim("main-kill.amqp", "2,3", "AMQP: a dead worker's unacked message comes back as "
+          "soon as the broker sees the connection close, flagged redelivered", "late",
+          ("submit", "step t1", "kill-main t1"), _back_without_vt, brokers=("amqp",)),
+    Claim("main-kill.redis", "2,3", "Redis: a dead worker's unacked message comes back "
+          "only after the visibility timeout, to a consuming worker, flagged redelivered",
+          "late", ("submit", "step t1", "kill-main t1", "vt"), _back_only_after_vt,
+          brokers=("redis",)),
+    Claim("vt.running", "3", "Redis: an acks_late task still running when the visibility "
+          "timeout passes is delivered and run again", "late",
+          ("submit", "step t1", "vt"), _again_while_running, brokers=("redis",),
+          pool="threads"),
+    Claim("vt.same-tag", "3", "Redis: a restored message keeps its delivery tag: two "
+          "unacked deliveries share one unacked entry", "late",
+          ("submit", "step t1", "vt", "probe"), _one_entry_two_deliveries,
+          brokers=("redis",), pool="threads", inferred=True),
+    Claim("vt.ack-clears", "3", "Redis: the first holder's ack removes the entry the "
+          "second delivery shares (kombu #1800): a later timeout cannot bring it back",
+          "late", ("submit", "step t1", "vt", "step t1", "step t1", "probe"),
+          _first_ack_clears_entry, brokers=("redis",), pool="threads", inferred=True),
+)  # fmt: skip
+
+
+def check(cluster: Cluster, claim: Claim, broker: str) -> ClaimResult:
+    config = DeliveryConfig(
+        broker, claim.pool, 1 if claim.pool == "solo" else 2, acks_late=claim.ack != "early",  # type: ignore[arg-type]
+        reject_on_worker_lost=claim.ack == "late+requeue",
+    )  # fmt: skip
+    runner = DeliveryRunner(cluster, config, frozenset({"kill", "vt"}))
+    # AMQP has no visibility timeout: what Redis waits for it for comes back at once.
+    queue = [m for m in claim.moves if not (m == "vt" and broker == "amqp")]
+    probes: list[int] = []
+    played: list[str] = []
+
+    def choose(enabled: list[str]) -> str:
+        while queue and queue[0] == "probe":
+            queue.pop(0)
+            played.append("probe")
+            probes.append(runner.broker.unacked())
+        if queue:
+            move = queue.pop(0)
+            if move not in enabled:
+                raise RuntimeError(f"move {move!r} is not enabled; enabled: {enabled}")
+        else:  # run what is left to its end, the simplest way
+            calm = [m for m in enabled if m == "submit" or m.startswith("step")]
+            move = calm[0] if calm else enabled[0]
+        played.append(move)
+        return move
+
+    shape = f"{claim.pool}/{config.concurrency}"
+    label = f"{claim.id} {broker}/{claim.ack}/{shape}: " + "; ".join(claim.moves)
+    try:
+        run: DeliveryRun = runner.run(1, choose)
+        while queue and queue[0] == "probe":  # a probe after the last move
+            queue.pop(0)
+            probes.append(runner.broker.unacked())
+    except Exception as exc:
+        return ClaimResult(claim, broker, "harness error", f"{type(exc).__name__}: {exc}",
+                           render(cluster.controller.history.events), label)  # fmt: skip
+    why_not = claim.check(run.history.events, probes)
+    verdict = "confirmed" if why_not is None else "refuted"
+    return ClaimResult(
+        claim, broker, verdict, why_not or "as stated", render(run.history.events), label
+    )
