@@ -301,7 +301,9 @@ class Controller:
         They come from several processes over several connections, so their arrival
         order is a race; each task's own reports keep their order (they are causally
         ordered), and tasks go in name order, so the history is the same every run."""
-        receipts = sorted(self._receipts, key=lambda e: _natural(e.task))
+        receipts = sorted(
+            self._receipts, key=lambda e: (_natural(e.task), e.level, e.redelivered, e.worker)
+        )
         starts = self._canonical_starts()
         self._receipts, self._starts = [], []
         self.history.events.extend(receipts)  # a receipt before the start it causes
