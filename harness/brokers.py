@@ -29,8 +29,11 @@ class Broker(Protocol):
     def consumers(self, queue: str) -> int:
         """Consumers the broker counts on ``queue`` (AMQP); -1 where it cannot tell."""
 
-    def age_unacked(self, rank: dict[str, int] | None = None) -> int:
-        """Make the visibility timeout pass for every unacked message now."""
+    def age_unacked(self, tag: str | None = None) -> int:
+        """Make the visibility timeout pass for the unacked messages now."""
+
+    def entries(self) -> list[tuple[str, str, int]]:
+        """(delivery tag, task id, retries) of every unacked entry (Redis)."""
 
     def aged(self, visibility_timeout: float) -> int:
         """Unacked messages past the visibility timeout, not yet restored."""
@@ -62,22 +65,24 @@ class RedisBroker:
     def consumers(self, queue: str) -> int:
         return -1
 
-    def age_unacked(self, rank: dict[str, int] | None = None) -> int:
+    def entries(self) -> list[tuple[str, str, int]]:
+        """(delivery tag, task id, retries) of every unacked entry."""
         import json
 
-        tags = self.r.zrange(UNACKED_INDEX, 0, -1)
+        out = []
+        for tag, raw in self.r.hgetall(UNACKED).items():
+            headers = json.loads(raw)[0].get("headers") or {}
+            out.append((tag.decode(), str(headers.get("id")), int(headers.get("retries") or 0)))
+        return out
+
+    def age_unacked(self, tag: str | None = None) -> int:
+        """Age the unacked entries (only ``tag``'s, if given) past any visibility
+        timeout; a consuming worker's next scan restores them."""
+        tags = [tag] if tag is not None else [t for t, _, _ in self.entries()]
         if tags:
-            # Scores in 1970 are older than any timeout. The scan restores the highest
-            # score first and the consumer pops the last restored first, so giving
-            # task ids ascending scores (``rank``) makes the order in which the
-            # messages come back the tasks' order, not the order of their random
-            # delivery tags. XX: never resurrect an entry acked meanwhile.
-            scores = {}
-            for tag in tags:
-                raw = self.r.hget(UNACKED, tag)
-                tid = str((json.loads(raw)[0].get("headers") or {}).get("id")) if raw else ""
-                scores[tag] = 1 + (rank or {}).get(tid, 0)
-            self.r.zadd(UNACKED_INDEX, scores, xx=True)
+            # Score 1 is 1970, older than any timeout. XX: never resurrect an entry
+            # acked meanwhile.
+            self.r.zadd(UNACKED_INDEX, dict.fromkeys(tags, 1), xx=True)
         # A worker killed inside its restore scan leaves the scan's mutex for 300 s
         # (``unacked_mutex_expire``); no scan would run. Restores are transactional
         # (WATCH on the hash), so a second scan at the same time restores nothing twice.
@@ -151,7 +156,10 @@ class AmqpBroker:
     def consumers(self, queue: str) -> int:
         return self._declare(queue)[1]
 
-    def age_unacked(self, rank: dict[str, int] | None = None) -> int:
+    def entries(self) -> list[tuple[str, str, int]]:
+        return []
+
+    def age_unacked(self, tag: str | None = None) -> int:
         raise HarnessError("the visibility timeout is a Redis transport feature")
 
     def aged(self, visibility_timeout: float) -> int:

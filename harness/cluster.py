@@ -63,6 +63,7 @@ class Cluster:
         self._brokers: dict[str, Broker] = {}
         self._pg: Any = None
         self._forkserver: ForkServer | None = None
+        self._retired: list[Worker] = []
         self._queues: dict[str, list[str]] = {"redis": [], "amqp": []}  # every queue made
         self.run_id = secrets.token_hex(3) + "-"
 
@@ -137,7 +138,7 @@ class Cluster:
         return str(server.url(0))
 
     def stop(self) -> None:
-        for worker in [*self.workers.values(), *self._standby.values()]:
+        for worker in [*self.workers.values(), *self._standby.values(), *self._retired]:
             worker.stop()
         if self._forkserver is not None:
             self._forkserver.stop()
@@ -205,6 +206,12 @@ class Cluster:
         self.workers[spec] = standby
         self.prepare_standby(spec)
         return standby
+
+    def retire(self, worker: Worker) -> None:
+        """A worker on its way out (warm shutdown): stopped with the others at the end."""
+        self._retired.append(worker)
+        if self.workers.get(worker.spec) is worker:
+            del self.workers[worker.spec]
 
     def prepare_standby(self, spec: WorkerSpec) -> None:
         """Launch the standby for ``spec`` now (it starts while scenarios run)."""

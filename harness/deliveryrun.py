@@ -11,6 +11,7 @@ message acked). Moves:
     step tN      let tN run to its next scheduling point
     kill tN      SIGKILL tN's process: a prefork child, the whole worker otherwise
     kill-main tN SIGKILL the main process of tN's worker (prefork: children die too)
+    term         SIGTERM to the active worker (warm shutdown); the standby takes over
     vt           Redis: the visibility timeout passes now for every unacked message
 
 When the active worker's main process dies, the warm standby adopts its queue. A
@@ -36,6 +37,7 @@ from model.config import DeliveryConfig
 Chooser = Callable[[list[str]], str]
 
 MAX_KILLS = 2
+MAX_SHUTDOWNS = 1
 MAX_VT = 2
 MAX_MOVES = 400
 # Never reached by itself: a scenario lasts seconds. Only the vt move ages a message.
@@ -84,8 +86,9 @@ class DeliveryRunner:
         self._workers = 1
         ctl.aliases[self.worker.hostname] = "w1"
         ctl.defer_starts = True  # added at each quiescent point, in task order
-        self._counts = {"submit": 0, "kill": 0, "vt": 0}
+        self._counts = {"submit": 0, "kill": 0, "vt": 0, "term": 0}
         self._handled: dict[str, int] = {}  # task id -> losses its main must handle
+        self.draining: list[Worker] = []  # warm shutdown under way: they finish and exit
         self._waiting: str | None = None  # what the last look at quiescence waited for
         try:
             self._settle(run)
@@ -130,6 +133,27 @@ class DeliveryRunner:
         ctl, worker = self.cluster.controller, self.worker
         if any(e.state == "running" for e in ctl.executions.values()):
             return "an execution is running"
+        for tid, m in ctl.messages.items():
+            if m.handled < self._handled.get(tid, 0):
+                return f"{m.task}: the main process is handling its lost child"
+        if why := self._unsettled_on(worker, active=True):
+            return why
+        for w in list(self.draining):
+            if why := self._unsettled_on(w, active=False):
+                return why
+            if any(e.state == "parked" for e in ctl.live() if self._on(w, e)):
+                continue  # still finishing its runs; they move when stepped
+            if w.alive():
+                return f"{ctl.aliases.get(w.hostname)} to finish its warm shutdown and exit"
+            self.draining.remove(w)
+        redis = self.config.broker == "redis"
+        if redis and worker.alive() and self.broker.aged(VISIBILITY_TIMEOUT):
+            return "a consuming worker's scan has not restored the timed-out messages"
+        return None
+
+    def _unsettled_on(self, worker: Worker, active: bool) -> str | None:
+        """The same, for what one worker holds. Only the active worker consumes."""
+        ctl = self.cluster.controller
         host = worker.hostname
         live_here = [e for e in ctl.live() if self._on(worker, e)]
         if self.config.broker == "redis":
@@ -137,13 +161,11 @@ class DeliveryRunner:
         else:  # AMQP counts every unacked delivery on the channel
             held = sum(m.outstanding(host) for m in ctl.messages.values())
         spare = self.config.prefetch * self.capacity - held
-        for tid, m in ctl.messages.items():
-            if m.handled < self._handled.get(tid, 0):
-                return f"{m.task}: the main process is handling its lost child"
-            if m.owed() > 0 and worker.alive() and spare > 0:
+        for m in ctl.messages.values():
+            if active and m.owed() > 0 and worker.alive() and spare > 0:
                 return f"{m.task}: the broker owes a delivery the worker can take"
             runs = [e for e in ctl.executions.values() if e.task == m.task and self._on(worker, e)]
-            if m.received.count(host) > len(runs) and len(live_here) < self.capacity:
+            if active and m.received.count(host) > len(runs) and len(live_here) < self.capacity:
                 return f"{m.task}: received with a free slot, not started"
             ok = sum(1 for e in runs if e.status == "ok")
             if any(e.status == "ok" and e.stored is None for e in runs):
@@ -155,11 +177,8 @@ class DeliveryRunner:
             # deferred early ack, so that ack comes when the task returns.)
             early_at_start = not self.config.acks_late and self.config.pool != "solo"
             due = len(runs) if early_at_start else ended
-            if m.settled_by.count(host) < due:
+            if worker.alive() and m.settled_by.count(host) < due:
                 return f"{m.task}: the ack or reject of a delivery is not reported"
-        redis = self.config.broker == "redis"
-        if redis and worker.alive() and self.broker.aged(VISIBILITY_TIMEOUT):
-            return "a consuming worker's scan has not restored the timed-out messages"
         return None
 
     def _settle(self, run: DeliveryRun) -> None:
@@ -194,10 +213,13 @@ class DeliveryRunner:
             and self._unacked()
         ):
             moves.append("vt")
+        here_parked = [e for e in parked if self._on(self.worker, e)]
         if "kill" in self.allowed and self._counts["kill"] < MAX_KILLS:
-            moves += [f"kill {e.id}" for e in parked]
+            moves += [f"kill {e.id}" for e in here_parked]
             if self.config.pool == "prefork":
-                moves += [f"kill-main {e.id}" for e in parked]
+                moves += [f"kill-main {e.id}" for e in here_parked]
+        if "term" in self.allowed and self._counts["term"] < MAX_SHUTDOWNS and here_parked:
+            moves.append("term")
         return moves
 
     # --- applying a move -----------------------------------------------------------------
@@ -220,12 +242,23 @@ class DeliveryRunner:
             self.cluster.send(self.worker, "suite.deliver", spec, task_id=tid, queue=self.queue)
             ctl.wait(lambda: ctl.started(task) is not None, f"{task} to start")
             return
+        if verb == "term":
+            self._counts["term"] += 1
+            self._warm_shutdown(run)
+            return
         if verb == "vt":
             self._counts["vt"] += 1
             run.history.append(h.VisibilityTimeout())
-            for tid in self._unacked():  # each unacked message is restored once
+            # One task's messages at a time, in task order, each restore settled
+            # before the next: a scan restores them one by one while the worker
+            # consumes, so restoring all at once would hand them out in a racy order.
+            # (Any order is one the real scan could produce.)
+            rank = {tid: i for i, tid in enumerate(run.task_ids.values())}
+            entries = [e for e in self.broker.entries() if e[1] in rank]
+            for tag, tid, _level in sorted(entries, key=lambda e: (rank[e[1]], e[2], e[0])):
                 ctl.messages[tid].closed += 1
-            self.broker.age_unacked({tid: i for i, tid in enumerate(run.task_ids.values())})
+                self.broker.age_unacked(tag)
+                self._settle(run)
             return
         ex = ctl.executions[target]
         proc = ctl.procs[ex.pid]
@@ -245,6 +278,20 @@ class DeliveryRunner:
             self._kill_main(run)
         else:
             raise HarnessError(f"unknown move {move!r}")
+
+    def _warm_shutdown(self, run: DeliveryRun) -> None:
+        """SIGTERM to the active worker's main process: it stops consuming, finishes
+        what runs (as the scenario steps it), acks, gives back what it holds unstarted,
+        and exits. The standby takes the queue over at once."""
+        ctl, worker = self.cluster.controller, self.worker
+        run.history.append(h.Shutdown(ctl.aliases.get(worker.hostname, "?"), "warm"))
+        worker.terminate()
+        self.draining.append(worker)
+        self.cluster.retire(worker)
+        self.worker = self.cluster.replace(self.spec, adopt=[self.queue])
+        self._workers += 1
+        alias = ctl.aliases[self.worker.hostname] = f"w{self._workers}"
+        run.history.append(h.Restarted(alias))
 
     def _kill_main(self, run: DeliveryRun) -> None:
         ctl, worker = self.cluster.controller, self.worker
@@ -269,7 +316,8 @@ class DeliveryRunner:
 
     def _reset(self) -> None:
         """After a harness error: no leftovers for the next example."""
-        with contextlib.suppress(Exception):  # the error being raised matters more
-            self.worker.kill_main()
+        for w in [self.worker, *self.draining]:
+            with contextlib.suppress(Exception):  # the error being raised matters more
+                w.kill_main()
         self.broker.purge([self.queue])
         self.cluster.workers.pop(self.spec, None)

@@ -190,6 +190,11 @@ class Worker:
             lambda: not any(p.alive for p in ps), f"worker {self.spec.name}'s processes to die"
         )
 
+    def terminate(self) -> None:
+        """SIGTERM to the main process only: Celery's warm shutdown."""
+        if self._managed is not None:
+            self._managed.signal(signal.SIGTERM)
+
     def restart(self) -> None:
         self.kill_main()
         self.start()

@@ -51,7 +51,14 @@ class _Message:
 
     task: str
     level: int
-    owed: int = 1  # deliveries the broker must still make
+    fresh: int = 1  # published, not yet delivered: will come with redelivered=False
+    back: int = 0  # given back (requeue, dead holder, timeout): will come redelivered
+
+    @property
+    def owed(self) -> int:
+        """Deliveries the broker must still make."""
+        return self.fresh + self.back
+
     redis_entry: bool = False  # Redis: the message has an entry in the unacked hash
     deliveries: list[_Delivery] = field(default_factory=list)
 
@@ -100,14 +107,16 @@ class DeliveryModel:
                     self._started(i, e)
                 case h.RetryPublished(execution=x, task=t, level=n):
                     self._retried[x] = "RETRY"
-                    m = self.messages.setdefault((t, n), _Message(t, n, owed=0))
-                    m.owed += 1
+                    m = self.messages.setdefault((t, n), _Message(t, n, fresh=0))
+                    m.fresh += 1  # two lineages can each publish retries=n
                 case h.RetriesExhausted(execution=x):
                     self._retried[x] = "FAILURE"
                 case h.Finished(execution=x, status=status):
                     self._finished(x, status)
                 case h.Killed(process=p):
                     self._killed(p)
+                case h.Shutdown(worker=w, kind="warm"):
+                    self._warm_shutdown(w)
                 case h.VisibilityTimeout():
                     self._visibility_timeout()
                 case h.StateWritten(task=t, state=s):
@@ -142,15 +151,23 @@ class DeliveryModel:
                 + (" (Redis waits for the visibility timeout)" if redis else ""),
             )  # fmt: skip
             if m is None:
-                m = self.messages[(e.task, e.level)] = _Message(e.task, e.level, owed=1)
-        m.owed -= 1
-        first = not m.deliveries
-        if e.redelivered == first:
+                m = self.messages[(e.task, e.level)] = _Message(e.task, e.level, fresh=0)
+        # A message handed out again carries the broker's redelivered flag; a fresh
+        # one does not (kombu/transport/redis.py _do_restore_message; AMQP).
+        if e.redelivered and m.back > 0:
+            m.back -= 1
+        elif not e.redelivered and m.fresh > 0:
+            m.fresh -= 1
+        elif m.owed > 0:
             self._flag(
-                i, e.task, f"redelivered={not first}", f"redelivered={e.redelivered}",
-                "a message handed out again carries the broker's redelivered flag "
-                "(kombu/transport/redis.py _do_restore_message; AMQP basic.deliver)",
+                i, e.task, f"redelivered={not e.redelivered}", f"redelivered={e.redelivered}",
+                "a message handed out again carries the broker's redelivered flag, a "
+                "fresh one does not (kombu/transport/redis.py _do_restore_message; AMQP)",
             )  # fmt: skip
+            if m.fresh:
+                m.fresh -= 1
+            else:
+                m.back -= 1
         m.deliveries.append(_Delivery(e.worker, e.redelivered))
         # Early ack too: the message is unacked until a pool slot accepts it.
         m.redis_entry = True
@@ -168,7 +185,8 @@ class DeliveryModel:
                 "it has not started",
             )  # fmt: skip
             return
-        d = waiting[0]
+        # The one it runs: the oldest waiting delivery with the flag the task saw.
+        d = next((w for w in waiting if w.redelivered == e.redelivered), waiting[0])
         d.execution, d.process, d.running = e.execution, e.process, True
         if e.redelivered != d.redelivered:
             self._flag(
@@ -215,6 +233,19 @@ class DeliveryModel:
                     d.running = False
                     self._lost_child(m, d)
 
+    def _warm_shutdown(self, worker: str) -> None:
+        """SIGTERM: the worker stops consuming and finishes what runs (acked as
+        usual); what it holds unstarted goes back to the broker when it closes its
+        channel (AMQP) or restores its unacked messages at shutdown (Redis,
+        kombu/transport/redis.py ``restore_at_shutdown``)."""
+        for m in self.messages.values():
+            for d in m.deliveries:
+                if d.worker == worker and d.execution is None:
+                    d.execution = "(given back at shutdown)"
+                    d.unacked = False
+                    m.back += 1
+                    m.redis_entry = False
+
     def _lost_child(self, m: _Message, d: _Delivery) -> None:
         """A prefork child died under the execution; its main process handles it
         (celery/worker/request.py ``on_failure`` with WorkerLostError)."""
@@ -226,7 +257,7 @@ class DeliveryModel:
             # ``_success_was_stored``, Celery 5.7; seen by the suite first).
             pass
         elif c.acks_late and c.reject_on_worker_lost:
-            m.owed += 1  # rejected with requeue; no state written
+            m.back += 1  # rejected with requeue; no state written
         else:
             task.states.append("FAILURE")  # acked (or already acked, early)
         d.unacked = False
@@ -237,7 +268,7 @@ class DeliveryModel:
         if not d.unacked:
             return  # early ack: acked at start, lost for good
         if self.config.broker == "amqp":
-            m.owed += 1  # the channel closed: the broker requeues at once
+            m.back += 1  # the channel closed: the broker requeues at once
             d.unacked = False
         # Redis: the entry stays until the visibility timeout passes.
 
@@ -246,7 +277,7 @@ class DeliveryModel:
             return
         for m in self.messages.values():
             if m.redis_entry:  # one entry per message, whatever its deliveries
-                m.owed += 1
+                m.back += 1
                 m.redis_entry = False
 
     # --- result states -------------------------------------------------------------------

@@ -30,7 +30,7 @@ BUILTIN_EFFECTS: dict[str, EffectKind] = {
     "insert-always": "not-idempotent",
 }
 
-DeliveryMove = Literal["kill", "vt"]
+DeliveryMove = Literal["kill", "vt", "term"]
 Prediction = Literal["holds", "violated", "unknown"]
 
 

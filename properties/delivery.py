@@ -24,6 +24,7 @@ from model.delivery_properties import PROPERTIES, expected, why
 from properties import profiles
 from properties.scenario import DeliveryScenario
 from properties.search import FAULTS, SWITCHING, Failure, Outcome, ReplayDiverged, Scheduler
+from properties.timeline import render
 
 TASKS = st.integers(min_value=1, max_value=3)
 
@@ -96,10 +97,70 @@ def search(cluster: Cluster, config: DeliveryConfig, prop: str) -> Outcome:
         )
         return outcome(verdict, failure=failure, found_by="search")
     except Exception as exc:  # a harness error is a verdict too, never a pass
-        return outcome("harness error", error=f"{type(exc).__name__}: {exc}")
+        where = render(cluster.controller.history.events)
+        return outcome("harness error", error=f"{type(exc).__name__}: {exc}\nTimeline:\n{where}")
     finally:
         engine.MAX_SHRINKING_SECONDS = shrink
-    return outcome("holds")
+    searched = examples
+    try:
+        for name, tasks, attack in attacks(config, prop):
+            examples += 1
+            run = runner.run(tasks, attack)
+            if (found := judge(prop, config, run)) is not None:
+                kinds = {"invariant violated": "violated", "model mismatch": "model mismatch"}
+                return outcome(
+                    kinds.get(found.kind, "harness error"), failure=found,
+                    found_by=f"attack: {name}",
+                    notes=[f"the random search found no counterexample in {searched} examples"],
+                )  # fmt: skip
+    except Exception as exc:
+        where = render(cluster.controller.history.events)
+        return outcome("harness error", error=f"attacks: {type(exc).__name__}: {exc}\n{where}")
+    return outcome("holds", notes=[f"{examples - searched} attack shapes passed too"])
+
+
+class Attack:
+    """A generic schedule shape, played when the random search finds nothing: it
+    names moves by role (the first task, its redelivery), never an effect's SQL.
+
+    ``head`` is played as far as its moves are enabled; then the steps go round-robin
+    over the live executions (``interleave``) or to the lowest one, to the end."""
+
+    def __init__(self, name: str, head: list[str], interleave: bool) -> None:
+        self.name, self.head, self.interleave = name, head, interleave
+        self._last = ""
+
+    def __call__(self, enabled: list[str]) -> str:
+        while self.head:
+            move = self.head.pop(0)
+            if move in enabled:
+                return move
+        steps = [m for m in enabled if m.startswith("step")]
+        if not steps:
+            calm = [m for m in enabled if m == "submit"]
+            return calm[0] if calm else enabled[0]
+        if self.interleave and len(steps) > 1:
+            later = [m for m in steps if m > self._last]
+            self._last = (later or steps)[0]
+            return self._last
+        return steps[0]
+
+
+def attacks(config: DeliveryConfig, prop: str) -> list[tuple[str, int, Attack]]:
+    """Shapes for the deep cases: two runs of one message overlapping at every
+    point (a visibility timeout while the first runs), and a kill at each point of
+    the first run (child and main), retried or not."""
+    shapes: list[tuple[str, int, Attack]] = []
+    moves = PROPERTIES[prop].moves
+    for k in range(1, 5):
+        if "vt" in moves and config.broker == "redis":
+            head = ["submit", *["step t1"] * k, "vt"]
+            shapes.append((f"overlap after {k} steps", 1, Attack("overlap", head, True)))
+        if "kill" in moves:
+            for kill in ("kill t1", "kill-main t1"):
+                head = ["submit", *["step t1"] * k, kill, "vt"]
+                shapes.append((f"{kill} after {k} steps", 1, Attack(kill, head, False)))
+    return shapes
 
 
 def replay(cluster: Cluster, scenario: DeliveryScenario) -> tuple[DeliveryRun, Failure | None]:

@@ -35,6 +35,7 @@ class Claim:
     brokers: tuple[str, ...] = ("redis", "amqp")
     pool: str = "prefork"
     inferred: bool = False
+    retries: int = 0  # the task asks to be retried this many times
 
 
 @dataclass
@@ -165,6 +166,24 @@ def _back_only_after_vt(ev: Sequence[h.Event], _: list[int]) -> str | None:
     return None
 
 
+def _finished_once(ev: Sequence[h.Event], _: list[int]) -> str | None:
+    runs = _runs(ev)
+    done = [e for e in _of(ev, h.Finished) if e.status == "ok"]
+    if len(runs) != 1 or len(done) != 1 or not _of(ev, h.Acked) or _final(ev) != "SUCCESS":
+        return f"runs {[r.execution for r in runs]}, finished {len(done)}, final {_final(ev)}"
+    return None
+
+
+def _reserved_given_back(ev: Sequence[h.Event], _: list[int]) -> str | None:
+    retry_runs = [r for r in _runs(ev) if r.level == 1]
+    got = [e for e in _of(ev, h.Received) if e.level == 1]
+    if [e.worker for e in got] != ["w1", "w2"] or len(retry_runs) != 1:
+        return f"retry received by {[e.worker for e in got]}, run {len(retry_runs)} times"
+    if retry_runs[0].process.split(".")[0] != "w2" or _final(ev) != "SUCCESS":
+        return f"the retry ran in {retry_runs[0].process}, final {_final(ev)}"
+    return None
+
+
 def _children_die(ev: Sequence[h.Event], _: list[int]) -> str | None:
     ended = {e.execution for e in _of(ev, h.Finished)}
     first = _runs(ev)[0].execution if _runs(ev) else "?"
@@ -223,6 +242,14 @@ CLAIMS: tuple[Claim, ...] = (
           "only after the visibility timeout, to a consuming worker, flagged redelivered",
           "late", ("submit", "step t1", "kill-main t1", "vt"), _back_only_after_vt,
           brokers=("redis",)),
+    Claim("warm-shutdown", "2", "warm shutdown (SIGTERM): the worker finishes the running "
+          "task, acks it, and exits; nothing runs twice", "late",
+          ("submit", "step t1", "term"), _finished_once),
+    Claim("warm-shutdown.reserved", "2", "warm shutdown: a message the worker holds "
+          "unstarted (here a retry that arrived while the only slot was busy) goes back "
+          "to the broker and runs on the worker that takes over", "late",
+          ("submit", "step t1", "step t1", "step t1", "term"), _reserved_given_back,
+          pool="solo", retries=1),
     Claim("vt.running", "3", "Redis: an acks_late task still running when the visibility "
           "timeout passes is delivered and run again", "late",
           ("submit", "step t1", "vt"), _again_while_running, brokers=("redis",),
@@ -241,9 +268,9 @@ CLAIMS: tuple[Claim, ...] = (
 def check(cluster: Cluster, claim: Claim, broker: str) -> ClaimResult:
     config = DeliveryConfig(
         broker, claim.pool, 1 if claim.pool == "solo" else 2, acks_late=claim.ack != "early",  # type: ignore[arg-type]
-        reject_on_worker_lost=claim.ack == "late+requeue",
+        reject_on_worker_lost=claim.ack == "late+requeue", retries=claim.retries,
     )  # fmt: skip
-    runner = DeliveryRunner(cluster, config, frozenset({"kill", "vt"}))
+    runner = DeliveryRunner(cluster, config, frozenset({"kill", "vt", "term"}))
     # AMQP has no visibility timeout: what Redis waits for it for comes back at once.
     queue = [m for m in claim.moves if not (m == "vt" and broker == "amqp")]
     probes: list[int] = []
