@@ -214,3 +214,23 @@ def test_config_rejects_requeue_without_acks_late() -> None:
         DeliveryConfig("redis", "prefork", 2, acks_late=False, reject_on_worker_lost=True)
     with pytest.raises(ValueError, match="broker"):
         DeliveryConfig("kafka", "prefork", 2, acks_late=True)  # type: ignore[arg-type]
+
+
+def test_two_lineages_each_publish_a_fresh_retry_message() -> None:
+    """acks_late, killed after publishing its retry: the old message comes back
+    (redelivered) and publishes retries=1 again, a second fresh message."""
+    c = DeliveryConfig("amqp", "prefork", 2, acks_late=True, retries=1)
+    events = [
+        h.Submitted("t1"), *run("t1", "w1.c1"),
+        h.RetryPublished("t1", "t1", 1), h.Killed("w1"), h.Restarted("w2"),
+        h.Received("t1", "w2", False, 1), h.Started("t1#2", "t1", "w2.c1", False, 1),
+        h.Received("t1", "w2", True, 0), h.Started("t1#3", "t1", "w2.c2", True, 0),
+        h.RetryPublished("t1#3", "t1", 1), h.Finished("t1#3", "ok"),
+        h.Received("t1", "w2", False, 1), h.Started("t1#4", "t1", "w2.c2", False, 1),
+        h.Finished("t1#2", "ok"), h.Finished("t1#4", "ok"),
+    ]  # fmt: skip
+    mismatches = [m for m in check_delivery(c, events) if "redelivered" in m.expected]
+    assert mismatches == []
+    from model.delivery_properties import one_lineage
+
+    assert one_lineage(events)  # the old message ran after publishing its retry
