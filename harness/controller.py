@@ -324,8 +324,14 @@ class Controller:
 
     def _start(self, cid: int, msg: dict[str, Any]) -> None:
         task = msg["x"]
-        if task not in self._accepting:
-            self._reply(cid, {"stale": True, "why": f"{task} is not part of this example"})
+        tid = msg.get("id")
+        # Task names repeat across examples; a delivery run's task ids do not, so a
+        # message left over from an earlier example is told so, not taken for this t1.
+        stale = task not in self._accepting or (
+            tid is not None and bool(self.messages) and tid not in self.messages
+        )
+        if stale:
+            self._reply(cid, {"stale": True, "why": f"{task} ({tid}) is not part of this example"})
             return
         pid = msg["pid"]
         if pid not in self.procs:  # its hello is still in flight on the agent connection

@@ -317,7 +317,7 @@ def deliver(self: Any, spec: dict[str, Any]) -> str:
     level = int(self.request.retries or 0)
     outcome: BaseException | None = None
     try:
-        with points.execution(task, task, redelivered=redelivered, level=level):
+        with points.execution(task, task, redelivered, level, task_id=self.request.id):
             _effect(spec["effect"])(order)
             points.record("effect", order=order)
             if level < int(spec.get("retries", 0)):

@@ -89,7 +89,11 @@ def _apply(reply: dict[str, Any]) -> None:
 
 @contextmanager
 def execution(
-    execution_id: str, task: str, redelivered: bool = False, level: int = 0
+    execution_id: str,
+    task: str,
+    redelivered: bool = False,
+    level: int = 0,
+    task_id: str | None = None,
 ) -> Iterator[None]:
     """Run the body as a controlled execution: park at start, report the end.
 
@@ -97,7 +101,7 @@ def execution(
     """
     ch = _channel()
     start = {"t": "start", "x": execution_id, "task": task, "pid": os.getpid()}
-    _apply(ch.ask({**start, "redelivered": redelivered, "level": level}))
+    _apply(ch.ask({**start, "redelivered": redelivered, "level": level, "id": task_id}))
     _local.execution = execution_id
     status, error = "ok", None
     try:
