@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
+import re
 import select
 import selectors
 import socket
@@ -95,11 +96,10 @@ class Message:
         return 1 + self.published + self.requeued + self.closed - len(self.received)
 
 
-def _natural(x: str) -> tuple[int, int]:
-    """t2 < t10; t1 < t1#2."""
-    task, _, attempt = x.partition("#")
-    digits = task.lstrip("t")
-    return (int(digits) if digits.isdigit() else 10**9, int(attempt or 1))
+def natural(x: str) -> tuple[int, int]:
+    """Execution order: t2 < t10; t1 < t1#2."""
+    m = re.fullmatch(r"t(\d+)(?:#(\d+))?", x)
+    return (int(m.group(1)), int(m.group(2) or 1)) if m else (10**9, 0)
 
 
 def _name_order(name: str) -> tuple[int, str]:
@@ -302,7 +302,7 @@ class Controller:
         order is a race; each task's own reports keep their order (they are causally
         ordered), and tasks go in name order, so the history is the same every run."""
         receipts = sorted(
-            self._receipts, key=lambda e: (_natural(e.task), e.level, e.redelivered, e.worker)
+            self._receipts, key=lambda e: (natural(e.task), e.level, e.redelivered, e.worker)
         )
         starts = self._canonical_starts()
         self._receipts, self._starts = [], []
@@ -367,11 +367,11 @@ class Controller:
         starts = self._starts
         order = {e.execution: i for i, e in enumerate(starts)}
         ranked = sorted(
-            starts, key=lambda e: (_natural(e.task), e.level, e.redelivered, order[e.execution])
+            starts, key=lambda e: (natural(e.task), e.level, e.redelivered, order[e.execution])
         )
         numbers: dict[str, list[int]] = {}
         for e in starts:
-            numbers.setdefault(e.task, []).append(_natural(e.execution)[1])
+            numbers.setdefault(e.task, []).append(natural(e.execution)[1])
         for nums in numbers.values():
             nums.sort(reverse=True)
         renamed: dict[str, str] = {}
@@ -401,7 +401,7 @@ class Controller:
                 self._conn_exec[ex.conn] = ex.id
             out.append(h.Started(ex.id, e.task, ex.process, e.redelivered, e.level))
         self._fresh = []
-        return sorted(out, key=lambda e: _natural(e.execution))
+        return sorted(out, key=lambda e: natural(e.execution))
 
     def name_of(self, proc: Proc) -> str:
         """The process's name in this example, given now if it has none yet."""

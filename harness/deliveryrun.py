@@ -23,12 +23,11 @@ redelivery has run before the invariants are checked.
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from harness.cluster import Cluster
-from harness.controller import Execution
+from harness.controller import Execution, natural
 from harness.errors import HarnessError
 from harness.workers import Worker, WorkerSpec
 from model import history as h
@@ -43,11 +42,6 @@ MAX_MOVES = 400
 # Never reached by itself: a scenario lasts seconds. Only the vt move ages a message.
 VISIBILITY_TIMEOUT = 3600.0
 BROKER_POLL = 0.01  # between looks at a broker queue while a move's effect lands
-
-
-def _natural(x: str) -> tuple[int, int]:
-    m = re.fullmatch(r"t(\d+)(?:#(\d+))?", x)
-    return (int(m.group(1)), int(m.group(2) or 1)) if m else (10**9, 0)
 
 
 @dataclass
@@ -195,7 +189,7 @@ class DeliveryRunner:
 
     def enabled(self, run: DeliveryRun, tasks: int) -> list[str]:
         ctl = self.cluster.controller
-        live = sorted(ctl.live(), key=lambda e: _natural(e.id))
+        live = sorted(ctl.live(), key=lambda e: natural(e.id))
         parked = [e for e in live if e.state == "parked"]
         if not live and self._counts["submit"] >= tasks:
             # Every redelivery runs before the verdict: a message left unacked by a
@@ -279,6 +273,14 @@ class DeliveryRunner:
         else:
             raise HarnessError(f"unknown move {move!r}")
 
+    def _take_over(self, run: DeliveryRun) -> None:
+        """The standby adopts the scenario's queue and becomes the next wK."""
+        ctl = self.cluster.controller
+        self.worker = self.cluster.replace(self.spec, adopt=[self.queue])
+        self._workers += 1
+        alias = ctl.aliases[self.worker.hostname] = f"w{self._workers}"
+        run.history.append(h.Restarted(alias))
+
     def _warm_shutdown(self, run: DeliveryRun) -> None:
         """SIGTERM to the active worker's main process: it stops consuming, finishes
         what runs (as the scenario steps it), acks, gives back what it holds unstarted,
@@ -288,10 +290,7 @@ class DeliveryRunner:
         worker.terminate()
         self.draining.append(worker)
         self.cluster.retire(worker)
-        self.worker = self.cluster.replace(self.spec, adopt=[self.queue])
-        self._workers += 1
-        alias = ctl.aliases[self.worker.hostname] = f"w{self._workers}"
-        run.history.append(h.Restarted(alias))
+        self._take_over(run)
 
     def _kill_main(self, run: DeliveryRun) -> None:
         ctl, worker = self.cluster.controller, self.worker
@@ -309,10 +308,7 @@ class DeliveryRunner:
                 lambda: self.broker.consumers(self.queue) == 0,
                 "RabbitMQ to drop the dead worker's consumer", poll=BROKER_POLL,
             )  # fmt: skip
-        self.worker = self.cluster.replace(self.spec, adopt=[self.queue])
-        self._workers += 1
-        alias = ctl.aliases[self.worker.hostname] = f"w{self._workers}"
-        run.history.append(h.Restarted(alias))
+        self._take_over(run)
 
     def _reset(self) -> None:
         """After a harness error: no leftovers for the next example."""

@@ -15,12 +15,11 @@ replay list is another. Moves:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from harness.cluster import Cluster
-from harness.controller import Execution, Proc
+from harness.controller import Execution, Proc, natural
 from harness.errors import HarnessError
 from harness.workers import WorkerSpec
 from model import history as h
@@ -33,11 +32,6 @@ MAX_PAUSES = 2
 MAX_EXPIRIES = 2
 MAX_MOVES = 800
 TTL = 3600.0  # never elapses by itself during a scenario: only the expire move ends a lease
-
-
-def _natural(x: str) -> tuple[int, int]:
-    m = re.fullmatch(r"t(\d+)(?:#(\d+))?", x)
-    return (int(m.group(1)), int(m.group(2) or 1)) if m else (10**9, 0)
 
 
 @dataclass
@@ -89,7 +83,7 @@ class LockRunner:
 
     def enabled(self, tasks: int) -> list[str]:
         ctl = self.cluster.controller
-        live = sorted(ctl.live(), key=lambda e: _natural(e.id))
+        live = sorted(ctl.live(), key=lambda e: natural(e.id))
         parked = [e for e in live if e.state == "parked"]
         free = [e for e in parked if not self._proc(e).paused]
         paused = [e for e in parked if self._proc(e).paused]
@@ -187,7 +181,7 @@ class LockRunner:
                 parked = [e for e in ctl.live() if e.state == "parked"]
                 if not parked:
                     break
-                ctl.release(min(parked, key=lambda e: _natural(e.id)).id)
+                ctl.release(min(parked, key=lambda e: natural(e.id)).id)
             ctl.wait(lambda: not ctl.live(), "the last executions to end")
         except HarnessError:
             worker.kill_main()

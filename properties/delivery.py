@@ -23,7 +23,15 @@ from model.delivery import check_delivery
 from model.delivery_properties import PROPERTIES, expected, why
 from properties import profiles
 from properties.scenario import DeliveryScenario
-from properties.search import FAULTS, SWITCHING, Failure, Outcome, ReplayDiverged, Scheduler
+from properties.search import (
+    FAULTS,
+    SWITCHING,
+    Failure,
+    Outcome,
+    ReplayDiverged,
+    Scheduler,
+    verdict_of,
+)
 from properties.timeline import render
 
 TASKS = st.integers(min_value=1, max_value=3)
@@ -92,10 +100,7 @@ def search(cluster: Cluster, config: DeliveryConfig, prop: str) -> Outcome:
     try:
         test()
     except Failure as failure:
-        verdict = {"invariant violated": "violated", "model mismatch": "model mismatch"}.get(
-            failure.kind, "harness error"
-        )
-        return outcome(verdict, failure=failure, found_by="search")
+        return outcome(verdict_of(failure), failure=failure, found_by="search")
     except Exception as exc:  # a harness error is a verdict too, never a pass
         where = render(cluster.controller.history.events)
         return outcome("harness error", error=f"{type(exc).__name__}: {exc}\nTimeline:\n{where}")
@@ -107,9 +112,8 @@ def search(cluster: Cluster, config: DeliveryConfig, prop: str) -> Outcome:
             examples += 1
             run = runner.run(tasks, attack)
             if (found := judge(prop, config, run)) is not None:
-                kinds = {"invariant violated": "violated", "model mismatch": "model mismatch"}
                 return outcome(
-                    kinds.get(found.kind, "harness error"), failure=found,
+                    verdict_of(found), failure=found,
                     found_by=f"attack: {name}",
                     notes=[f"the random search found no counterexample in {searched} examples"],
                 )  # fmt: skip

@@ -203,7 +203,7 @@ def search(cluster: Cluster, config: LockConfig, prop: str) -> Outcome:
     try:
         test()
     except Failure as failure:
-        return outcome(_verdict(failure), failure=_tightened(cluster, failure), found_by="search")
+        return outcome(verdict_of(failure), failure=_tightened(cluster, failure), found_by="search")
     except Exception as exc:  # a harness error is a verdict too, never a pass
         return outcome("harness error", error=f"{type(exc).__name__}: {exc}")
     # The search found nothing: play the known attack shapes (properties/attacks.py).
@@ -214,7 +214,7 @@ def search(cluster: Cluster, config: LockConfig, prop: str) -> Outcome:
             examples += 1
             if (found := judge(prop, config, run)) is not None:
                 return outcome(
-                    _verdict(found), failure=found, found_by=f"attack: {name}",
+                    verdict_of(found), failure=found, found_by=f"attack: {name}",
                     notes=[f"the random search found no counterexample in {examples - 1} examples"],
                 )  # fmt: skip
     except Exception as exc:
@@ -242,7 +242,7 @@ def _tightened(cluster: Cluster, failure: Failure) -> Failure:
     return judge(sc.prop, sc.config, run) or failure
 
 
-def _verdict(failure: Failure) -> str:
+def verdict_of(failure: Failure) -> str:
     return {"invariant violated": "violated", "model mismatch": "model mismatch"}.get(
         failure.kind, "harness error"
     )
