@@ -23,6 +23,7 @@ from typing import Any
 
 from harness.errors import HarnessError, HarnessTimeout
 from model import history as h
+from model import module_state as ms
 
 # A wait this long means something is wrong (a lost message, a dead worker, a statement
 # blocked on a lock held by a parked execution); it is never part of a scenario.
@@ -59,6 +60,7 @@ class Execution:
     stored: str | None = None  # the state Celery stored for it once it returned
     retried: int | None = None  # the retry level it published, if it called retry()
     exhausted: bool = False  # its retry() found max_retries used up
+    holds_lock: bool = False  # holds its process's state lock (tasks/state.py)
 
 
 @dataclass
@@ -243,7 +245,7 @@ class Controller:
                     ex.acquiring_points += 1
                 self.history.append(h.Point(ex.id, msg["p"]))
             elif kind == "rec":
-                self._record(ex, msg)
+                self.record(ex, msg)
             elif kind == "end":
                 ex.state, ex.status = "done", msg["status"]
                 self._last_exec[cid] = ex.id
@@ -416,7 +418,8 @@ class Controller:
         self._named[prefix] = n
         return alias + "'" * (n - 1) if proc.role == "main" else f"{prefix}{n}"
 
-    def _record(self, ex: Execution, msg: dict[str, Any]) -> None:
+    def record(self, ex: Execution, msg: dict[str, Any]) -> None:
+        """The history event for an execution's report (``points.record``)."""
         k = msg["k"]
         if k == "acq":
             ex.phase = "acquiring"
@@ -446,6 +449,10 @@ class Controller:
         elif k == "exhausted":
             ex.exhausted = True
             self.history.append(h.RetriesExhausted(ex.id, ex.task))
+        elif k in ("read", "write", "rfu", "wb", "writing"):
+            self.history.append(ms.observed(k, ex.id, ex.process, msg))
+        elif k in ("locked", "unlocked"):
+            ex.holds_lock = k == "locked"
         else:
             self.anomalies.append(f"unknown record {k!r} from {ex.id}")
 

@@ -31,6 +31,8 @@ class WorkerSpec:
     broker: str = "redis"
     track_started: bool = False
     prefetch: int = 1
+    max_tasks_per_child: int | None = None
+    state_init: int | None = None  # what worker_process_init sets (tasks/state.py)
 
     @property
     def name(self) -> str:
@@ -41,6 +43,10 @@ class WorkerSpec:
             f"-p{self.prefetch}" if self.prefetch != 1 else ""
         )
         broker = "" if self.broker == "redis" else f"-{self.broker}"
+        if self.max_tasks_per_child is not None:
+            extra += f"-mtpc{self.max_tasks_per_child}"
+        if self.state_init is not None:
+            extra += f"-init{self.state_init}"
         return f"{self.pool}{self.concurrency}{flags}{extra}{broker}"
 
     @property
@@ -87,6 +93,7 @@ class Worker:
             SUITE_REJECT_ON_WORKER_LOST="1" if self.spec.reject_on_worker_lost else "0",
             SUITE_TRACK_STARTED="1" if self.spec.track_started else "0",
             SUITE_PREFETCH=str(self.spec.prefetch),
+            SUITE_STATE_INIT="" if self.spec.state_init is None else str(self.spec.state_init),
         )
         if self.spec.broker == "amqp":
             env["SUITE_BROKER_URL"] = env["SUITE_AMQP_URL"]
@@ -97,6 +104,8 @@ class Worker:
             "-n", self.hostname, "-O", "fair", "-l", level,
             "--without-gossip", "--without-mingle", "--without-heartbeat",
         ]  # fmt: skip
+        if self.spec.max_tasks_per_child is not None:
+            argv += ["--max-tasks-per-child", str(self.spec.max_tasks_per_child)]
         self.queues = [self.queue]
         if self.forkserver is not None:
             self._managed = self.forkserver.fork(

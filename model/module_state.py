@@ -34,18 +34,35 @@ Under controlled scheduling the history is a total order (the harness serialises
 executions at scheduling points), so every read has exactly one allowed value; the model
 still answers with a set, the shape of every other model's answer (model/locks.py).
 
-This module is pure: no I/O, no Celery or Django import, nothing of ours imported.
+This module is pure: no I/O, no Celery or Django import; of ours only model.history, whose
+``Event`` its events extend so a worker run records them in the one history.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from model.history import Event
 
 StatePool = Literal["prefork", "threads", "solo", "gevent"]
 STATE_POOLS: tuple[StatePool, ...] = ("prefork", "threads", "solo", "gevent")
+# Where ``value`` lives. Per process: a module global, or Django's LocMemCache (a dict in
+# the process: django/core/cache/backends/locmem.py ``_caches``). Shared: one server
+# every process talks to (Django's RedisCache, PyMemcacheCache, DatabaseCache).
+PER_PROCESS_STORES = ("module", "locmem")
+SHARED_STORES = ("redis", "memcached", "db-postgres")
+STORES = (*PER_PROCESS_STORES, *SHARED_STORES)
+SHARED = "shared"  # the one copy of a shared store, in the replay
+# Stores whose set is a read then a write, so two racing sets can drop one silently:
+# Django's DatabaseCache ``_base_set`` (django/core/cache/backends/db.py, 5.2) runs
+# SELECT, then UPDATE or INSERT, in one transaction, and returns False on any
+# DatabaseError. Two first sets of a key both SELECT nothing; the second INSERT hits
+# the primary key and is dropped, though ``set()`` returned normally. Found by the
+# suite (read-your-writes on db-postgres/prefork/c2), then read in the source.
+RACY_SET_STORES = ("db-postgres",)
 Prediction = Literal["holds", "violated"]
 
 IMPORT_VALUE = 0  # ``value = 0`` at module level: what every process starts with
@@ -68,8 +85,11 @@ class StateConfig:
     max_tasks_per_child: int | None = None
     init_value: int | None = None
     parent_value: int = IMPORT_VALUE
+    store: str = "module"
 
     def __post_init__(self) -> None:
+        if self.store not in STORES:
+            raise ValueError(f"unknown store {self.store!r}: choose one of {', '.join(STORES)}")
         if self.pool not in STATE_POOLS:
             known = ", ".join(STATE_POOLS)
             raise ValueError(f"unknown pool {self.pool!r}: choose one of {known}")
@@ -77,6 +97,11 @@ class StateConfig:
             raise ValueError(f"concurrency {self.concurrency} out of range 1..4")
         if self.pool == "solo" and self.concurrency != 1:
             raise ValueError("the solo pool runs one task at a time: concurrency must be 1")
+        if self.shared and (self.init_value is not None or self.parent_value != IMPORT_VALUE):
+            raise ValueError(
+                "init_value and parent_value set a module global; a shared store "
+                f"({self.store}) starts empty in every process"
+            )
         if self.max_tasks_per_child is not None and self.max_tasks_per_child < 1:
             # billiard/pool.py Pool.__init__: "maxtasksperchild must be a positive int or None"
             raise ValueError(
@@ -84,11 +109,25 @@ class StateConfig:
             )
 
     @property
+    def shared(self) -> bool:
+        """One copy for every process (a cache server), not one per process."""
+        return self.store in SHARED_STORES
+
+    @property
     def recycles(self) -> bool:
         """Whether children are replaced after a fixed number of tasks."""
         return self.pool == "prefork" and self.max_tasks_per_child is not None
 
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "store": self.store, "pool": self.pool, "concurrency": self.concurrency,
+            "max_tasks_per_child": self.max_tasks_per_child, "init_value": self.init_value,
+        }  # fmt: skip
+
     def label(self) -> str:
+        """``prefork/c2/mtpc1``; a store other than the module global leads:
+        ``redis/threads/c2``."""
+        store = "" if self.store == "module" else f"{self.store}/"
         extra = ""
         if self.max_tasks_per_child is not None:
             extra += f"/mtpc{self.max_tasks_per_child}"
@@ -96,17 +135,31 @@ class StateConfig:
             extra += f"/init{self.init_value}"
         if self.parent_value != IMPORT_VALUE:
             extra += f"/parent{self.parent_value}"
-        return f"{self.pool}/c{self.concurrency}{extra}"
+        return f"{store}{self.pool}/c{self.concurrency}{extra}"
+
+
+def parse_label(label: str) -> StateConfig:
+    """The config ``StateConfig.label()`` printed: ``[store/]pool/cN[/mtpcK][/initV]``."""
+    parts = label.split("/")
+    store = parts.pop(0) if parts and parts[0] in STORES else "module"
+    if len(parts) < 2 or parts[0] not in STATE_POOLS or not re.fullmatch(r"c\d+", parts[1]):
+        raise ValueError(f"a state config reads '[store/]pool/cN[/mtpcK][/initV]', got {label!r}")
+    pool: StatePool = parts[0]
+    kw: dict[str, int] = {}
+    for extra in parts[2:]:
+        m = re.fullmatch(r"(mtpc|init)(\d+)", extra)
+        if not m:
+            raise ValueError(f"unknown part {extra!r} of state config {label!r}")
+        kw["max_tasks_per_child" if m[1] == "mtpc" else "init_value"] = int(m[2])
+    return StateConfig(pool, int(parts[1][1:]), store=store, **kw)
 
 
 # --- the events ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class StateEvent:
-    def describe(self) -> str:
-        parts = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)]
-        return f"{type(self).__name__}({', '.join(parts)})"
+class StateEvent(Event):
+    """An event of the module-state history."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +169,15 @@ class Write(StateEvent):
     task: str
     process: str
     value: int
+
+
+@dataclass(frozen=True)
+class WriteBegin(StateEvent):
+    """``task`` is about to write (a ``Write`` or ``WriteBack`` follows when it is done).
+    Only a store whose set is not one atomic step (DatabaseCache) needs it."""
+
+    task: str
+    process: str
 
 
 @dataclass(frozen=True)
@@ -158,13 +220,31 @@ class Killed(StateEvent):
     """SIGKILL of ``process``. Killing a main worker process kills its prefork children
     too: ``process_initializer`` sets ``platforms.set_pdeathsig('SIGKILL')``.
 
-    Not model.history.Killed: this module imports nothing of ours; a harness recording
-    both translates one into the other."""
+    Not model.history.Killed: this one names the process as the model does (slots and
+    respawns, see harness/staterun.py); the runner records both."""
 
     process: str
 
 
 StateOp = Write | Read | ReadForUpdate | WriteBack
+
+
+def observed(kind: str, task: str, process: str, data: dict[str, Any]) -> StateOp | WriteBegin:
+    """The event for a task's report (tasks/state.py): ``read``, ``write``, ``rfu``
+    (the read of an increment) or ``wb`` (its write-back)."""
+    if kind == "writing":
+        return WriteBegin(task, process)
+    if kind == "read":
+        return Read(task, process, int(data["observed"]))
+    if kind == "rfu":
+        return ReadForUpdate(task, process, int(data["observed"]))
+    if kind == "write":
+        return Write(task, process, int(data["value"]))
+    if kind == "wb":
+        return WriteBack(task, process, int(data["value"]))
+    raise ValueError(f"unknown state report {kind!r}")
+
+
 _READS = (Read, ReadForUpdate)
 _WRITES = (Write, WriteBack)
 
@@ -274,6 +354,11 @@ class _Replay:
         self.main_of: dict[str, str] = {}  # worker -> its latest main incarnation
         self.tasks: dict[str, list[str]] = {}  # child -> tasks seen running in it, in order
         self.last_write: tuple[int, str, str, int] | None = None  # (index, task, proc, value)
+        self.writing: dict[tuple[str, str], int] = {}  # (task, process) -> index of WriteBegin
+        # For racy stores: the values of completed writes that overlapped the write whose
+        # value the store is taken to hold (either may be the one that landed).
+        self.racing: dict[str, set[int]] = {}
+        self.done: list[tuple[int, int, int]] = []  # completed writes: (begin, end, value)
 
     # -- births
 
@@ -345,11 +430,22 @@ class _Replay:
         )
         return _Copy(value, note)
 
+    def key(self, process: str) -> str:
+        """Whose copy ``process`` reads and writes: its own, or the shared store's."""
+        return SHARED if self.config.shared else process
+
     def copy_of(self, index: int, process: str) -> _Copy:
         if process in self.dead:
             raise HistoryError(
                 index, f"{process} was ended at #{self.dead[process]}: nothing runs in it"
             )
+        if self.config.shared:
+            self._check_role(index, process)
+            if SHARED not in self.copies:
+                self.copies[SHARED] = _Copy(
+                    IMPORT_VALUE, f"nothing written to {self.config.store} yet (default)"
+                )
+            return self.copies[SHARED]
         if process not in self.copies:
             self.copies[process] = self._born(index, process)
         return self.copies[process]
@@ -401,21 +497,32 @@ class _Replay:
             # The worker's current main (or, never seen yet, the one that forked the
             # children) died; set_pdeathsig('SIGKILL') in process_initializer takes its
             # children with it.
-            for p in [p for p in self.copies if role_of(p) == "child"]:
+            for p in [p for p in self.copies if p != SHARED and role_of(p) == "child"]:
                 if worker_of(p) == worker:
                     self._end(index, p)
 
+    def begin(self, index: int, ev: WriteBegin) -> None:
+        self.writing[(ev.task, ev.process)] = index
+
     def write(self, index: int, ev: Write | WriteBack) -> None:
+        began = self.writing.pop((ev.task, ev.process), index)
+        if self.config.store in RACY_SET_STORES:
+            # Writes still in flight, and completed ones whose span overlaps this one.
+            overlap = {v for _, e, v in self.done if e > began}
+            self.done.append((began, index, ev.value))
+            self.racing[SHARED] = overlap - {ev.value}
         self.copy_of(index, ev.process)
         self.note_task(index, ev.task, ev.process)
         verb = "wrote back" if isinstance(ev, WriteBack) else "wrote"
-        self.copies[ev.process] = _Copy(ev.value, f"{ev.task} {verb} {ev.value} at #{index}")
+        note = f"{ev.task} {verb} {ev.value} in {ev.process} at #{index}"
+        self.copies[self.key(ev.process)] = _Copy(ev.value, note)
         self.last_write = (index, ev.task, ev.process, ev.value)
 
     def read(self, index: int, ev: Read | ReadForUpdate) -> Verdict:
         c = self.copy_of(index, ev.process)
         self.note_task(index, ev.task, ev.process)
-        why = f"{ev.process}'s copy holds {c.value}: {c.note}"
+        whose = self.config.store if self.config.shared else f"{ev.process}'s copy"
+        why = f"{whose} holds {c.value}: {c.note}"
         lw = self.last_write
         if lw is not None and lw[2] != ev.process and lw[3] != c.value:
             j, task, proc, value = lw
@@ -423,7 +530,14 @@ class _Replay:
                 f"; {task} wrote {value} in {proc} at #{j}, invisible here "
                 f"({_unseen_write_reason(ev.process, proc)}; celery-semantics.md §6)"
             )
-        return Verdict(index, ev.task, ev.process, frozenset({c.value}), ev.observed, why)
+        allowed = {c.value}
+        if self.config.shared and (others := self.racing.get(SHARED)):
+            allowed |= others
+            why += (
+                f"; or {' or '.join(map(str, sorted(others)))}: a write that raced with it "
+                f"(RACY_SET_STORES: {self.config.store}'s set can drop one of two racing sets)"
+            )
+        return Verdict(index, ev.task, ev.process, frozenset(allowed), ev.observed, why)
 
 
 def allowed_reads(config: StateConfig, events: Sequence[object]) -> list[Verdict]:
@@ -438,6 +552,8 @@ def allowed_reads(config: StateConfig, events: Sequence[object]) -> list[Verdict
             out.append(replay.read(i, ev))
         elif isinstance(ev, _WRITES):
             replay.write(i, ev)
+        elif isinstance(ev, WriteBegin):
+            replay.begin(i, ev)
         elif isinstance(ev, ChildReplaced):
             if config.pool != "prefork":
                 raise HistoryError(i, f"ChildReplaced on the {config.pool} pool, which has none")
@@ -493,7 +609,7 @@ class _Increment:
     written_at: int = -1
 
 
-def lost_updates(events: Sequence[object]) -> list[Violation]:
+def lost_updates(events: Sequence[object], *, shared: bool = False) -> list[Violation]:
     """No lost update within one process: every completed increment (``ReadForUpdate``
     then ``WriteBack`` by the same task in the same process) is still counted in the
     process's final value — which is then its starting value plus the number of completed
@@ -507,36 +623,39 @@ def lost_updates(events: Sequence[object]) -> list[Violation]:
     increments it overwrites are superseded, not lost. One violation per increment lost at
     the end (or when its process died), at the write-back that dropped it. Processes never
     share a copy (celery-semantics.md §6), so increments in two prefork children are
-    never compared: the property is per process.
+    never compared: the property is per process. With ``shared`` every process reads
+    and writes one copy (a cache server): increments in two processes can then race,
+    and a kill loses only the killed task's own unfinished increment.
     """
     included: dict[str, set[int]] = {}  # process -> ids of the increments its value includes
     pending: dict[tuple[str, str], tuple[int, set[int]]] = {}  # (task, proc) -> (id, seen)
     incs: list[_Increment] = []
     for i, ev in enumerate(events):
         if isinstance(ev, ChildReplaced | Killed):
-            for proc in [p for p in included if _ended_by(ev, p)]:
+            for proc in [p for p in included if _ended_by(ev, p) and p != SHARED]:
                 del included[proc]
             for key in [k for k in pending if _ended_by(ev, k[1])]:
                 del pending[key]  # died between its read and its write-back: never completed
             continue
+        where = SHARED if shared and isinstance(ev, StateEvent) else getattr(ev, "process", "")
         if isinstance(ev, ReadForUpdate):
             inc = _Increment(ev.task, i, ev.observed)
             incs.append(inc)
-            pending[(ev.task, ev.process)] = (len(incs) - 1, set(included.get(ev.process, ())))
+            pending[(ev.task, ev.process)] = (len(incs) - 1, set(included.get(where, ())))
         elif isinstance(ev, WriteBack) and (ev.task, ev.process) in pending:
             me, seen = pending.pop((ev.task, ev.process))
-            before = included.get(ev.process, set())
+            before = included.get(where, set())
             now = seen | {me}
             for k in before - now:
                 incs[k].status, incs[k].lost_at, incs[k].lost_to = "lost", i, ev.task
             for k in now:
                 incs[k].status = "live"
             incs[me].wrote, incs[me].written_at = ev.value, i
-            included[ev.process] = now
+            included[where] = now
         elif isinstance(ev, Write | WriteBack):
-            for k in included.get(ev.process, ()):
+            for k in included.get(where, ()):
                 incs[k].status = "superseded"
-            included[ev.process] = set()
+            included[where] = set()
     out: list[Violation] = []
     for inc in incs:
         if inc.status != "lost":
@@ -636,6 +755,14 @@ PROPERTIES: dict[str, StateProperty] = {
 }
 
 
+def violations(config: StateConfig, prop: str, events: Sequence[object]) -> list[Violation]:
+    """``prop``'s invariant on ``events`` recorded under ``config`` (a shared store's
+    increments are judged on its one copy)."""
+    if _spec_of(prop).check is lost_updates:
+        return lost_updates(events, shared=config.shared)
+    return _spec_of(prop).check(events)
+
+
 def _spec_of(prop: str) -> StateProperty:
     try:
         return PROPERTIES[prop]
@@ -647,8 +774,57 @@ def _spec_of(prop: str) -> StateProperty:
 _S6 = "celery-semantics.md §6"
 
 
+_SHARED_WHY = (
+    "one server holds the value for every process (django/core/cache/backends/redis.py, "
+    "memcached.py, db.py: each get/set is a round trip to it), so a write that completed "
+    "is what every later read returns"
+)
+
+
+def _shared_rule(config: StateConfig, prop: str) -> tuple[Prediction, str]:
+    pool, n, store = config.pool, config.concurrency, config.store
+    slots = 1 if pool == "solo" else n
+    if prop in ("read-your-writes-across-tasks", "sender-sees-task-writes"):
+        if store in RACY_SET_STORES and slots >= 2:
+            return "violated", (
+                f"{store} on {pool}/{n}: Django's DatabaseCache set is SELECT then INSERT or "
+                "UPDATE (django/core/cache/backends/db.py _base_set); two tasks setting a new "
+                "key at once both SELECT nothing, the second INSERT hits the primary key, and "
+                "_base_set swallows the DatabaseError: set() returns normally, the write is "
+                "gone, and later reads see the other task's value"
+            )
+        return "holds", (
+            f"{store}: {_SHARED_WHY}, whichever process wrote and whichever reads, the "
+            f"sending application included; a kill loses no completed write ({_S6})"
+        )
+    if slots == 1:
+        return "holds", (
+            f"{store} on {pool} with one slot: one task at a time, so an increment's get "
+            "and set are never split by another task's"
+        )
+    if prop == "no-lost-update-unsynchronized":
+        return "violated", (
+            f"{store}: get then set is two round trips, and {n} tasks run at once ({pool}); "
+            "two can get the same value and both set value + 1. A shared store shares the "
+            "race too: it does not matter that they run in different processes"
+        )
+    if pool == "prefork":
+        return "violated", (
+            f"{store} on prefork/{n}: the threading.Lock is a module global, so each child "
+            f"has its own ({_S6}); it serialises nothing across children, which all get and "
+            "set the one shared value. A cross-process lock (the store's own, or an atomic "
+            "INCR) is what this needs"
+        )
+    return "holds", (
+        f"{store} on {pool}/{n}: every task runs in one process, and the threading.Lock "
+        "held from get to set serialises them"
+    )
+
+
 def _rule(config: StateConfig, prop: str, kills: bool) -> tuple[Prediction, str]:
     _spec_of(prop)
+    if config.shared:
+        return _shared_rule(config, prop)
     pool, n = config.pool, config.concurrency
     if prop == "read-your-writes-across-tasks":
         if pool == "prefork":

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from model import delivery_properties, expectations
+from model import delivery_properties, expectations, module_state
 from properties import findings, matrix, profiles
 
 profiles.register()
@@ -28,7 +28,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )  # fmt: skip
     group.addoption(
         "--property", action="append", default=[],
-        choices=sorted([*expectations.PROPERTIES, *delivery_properties.PROPERTIES]),
+        choices=sorted(
+            [*expectations.PROPERTIES, *delivery_properties.PROPERTIES, *module_state.PROPERTIES]
+        ),
         help="only these properties (repeatable; default: all)",
     )  # fmt: skip
     group.addoption(
@@ -43,6 +45,26 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
         pairs = [(c, b) for c in CLAIMS for b in c.brokers]
         metafunc.parametrize(("claim", "broker"), pairs, ids=[f"{c.id}-{b}" for c, b in pairs])
+        return
+    if "state_config" in metafunc.fixturenames:
+        wanted = [p for p in opt("property") if p in module_state.PROPERTIES]
+        states = [
+            (p, c) for p, c in matrix.state_cases(opt("matrix"))
+            if p in wanted or not opt("property")
+        ]  # fmt: skip
+        metafunc.parametrize(
+            ("state_prop", "state_config"), states, ids=[f"{p}-{c.label()}" for p, c in states]
+        )
+        return
+    if "eager_config" in metafunc.fixturenames:
+        eager = [
+            (p, c) for p, c in matrix.eager_cases(opt("matrix"))
+            if p in opt("property") or not opt("property")
+        ]  # fmt: skip
+        metafunc.parametrize(
+            ("eager_prop", "eager_config"), eager,
+            ids=[f"{p}-{c.label()}" for p, c in eager],  # type: ignore[attr-defined]
+        )  # fmt: skip
         return
     if "delivery_config" in metafunc.fixturenames:
         wanted = [p for p in opt("property") if p in delivery_properties.PROPERTIES]

@@ -12,7 +12,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.cluster import Cluster
@@ -24,12 +23,11 @@ from model.delivery_properties import PROPERTIES, expected, why
 from properties import profiles
 from properties.scenario import DeliveryScenario
 from properties.search import (
-    FAULTS,
-    SWITCHING,
     Failure,
     Outcome,
     ReplayDiverged,
-    Scheduler,
+    hypothesis_test,
+    schedule,
     verdict_of,
 )
 from properties.timeline import render
@@ -67,23 +65,12 @@ def search(cluster: Cluster, config: DeliveryConfig, prop: str) -> Outcome:
     def one(data: st.DataObject) -> None:
         nonlocal examples
         examples += 1
-        tasks = data.draw(TASKS, label="tasks")
-        choose = Scheduler(
-            data, data.draw(SWITCHING, label="switching"), data.draw(FAULTS, label="faults")
-        )
-        run = runner.run(tasks, choose)
+        run = runner.run(data.draw(TASKS, label="tasks"), schedule(data))
         failure = judge(prop, config, run)
         if failure is not None:
             raise failure
 
-    test = settings(
-        max_examples=profiles.DELIVERY_EXAMPLES.get(profiles.active, settings().max_examples),
-        deadline=None,
-        report_multiple_bugs=False,
-        suppress_health_check=list(HealthCheck),
-        print_blob=False,
-    )(given(st.data())(one))
-    test._hypothesis_internal_add_digest = f"delivery|{prop}|{config.label()}".encode()  # type: ignore[attr-defined]
+    test = hypothesis_test(one, f"delivery|{prop}|{config.label()}", profiles.DELIVERY_EXAMPLES)
     prediction = expected(config, prop)
     started = time.monotonic()
 

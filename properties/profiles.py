@@ -31,6 +31,8 @@ SHRINK_SECONDS = {"dev": 30, "ci": 10, "nightly": 300}
 # (a killed main process means a worker taking over, a vt move a restore scan).
 DELIVERY_EXAMPLES = {"dev": 15, "ci": 12, "nightly": 200}
 DELIVERY_SHRINK_SECONDS = {"dev": 20, "ci": 8, "nightly": 300}
+# Module-state scenarios are short (one to four tasks, a few points each).
+STATE_EXAMPLES = {"dev": 30, "ci": 25, "nightly": 300}
 active = "default"
 
 

@@ -12,9 +12,10 @@ from typing import Any
 
 from harness.cluster import Cluster
 from harness.errors import HarnessError
-from properties import delivery
+from properties import delivery, state
 from properties.scenario import DeliveryScenario, decode_any
 from properties.search import ReplayDiverged, replay
+from properties.state import StateScenario
 from properties.timeline import anonymous, render
 
 
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
                 run: Any
                 if isinstance(scenario, DeliveryScenario):
                     run, failure = delivery.replay(cluster, scenario)
+                elif isinstance(scenario, StateScenario):
+                    run, failure = state.replay(cluster, scenario)
                 else:
                     run, failure = replay(cluster, scenario)
                 if i == 0:

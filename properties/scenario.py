@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass
+from typing import Any
 
 from model.config import Broker, DeliveryConfig, LockConfig, Pool
 
@@ -93,9 +94,13 @@ class DeliveryScenario:
         return cls(m["prop"], config, int(m["n"]), moves)
 
 
-def decode_any(text: str) -> Scenario | DeliveryScenario:
-    """A lock or a delivery scenario line, whichever it is."""
+def decode_any(text: str) -> Any:
+    """A lock, delivery or state scenario line, whichever it is."""
     head = text.strip().split(" ", 3)
+    if len(head) >= 2 and head[1] in ("state", "eager"):
+        from properties.state import StateScenario
+
+        return StateScenario.decode(text)
     if len(head) >= 3 and head[2].count("/") >= 3:
         return DeliveryScenario.decode(text)
     return Scenario.decode(text)

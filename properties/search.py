@@ -9,7 +9,7 @@ timeline and the one-line reproduction.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,7 @@ from model import expectations
 from model import history as h
 from model.config import LockConfig
 from model.locks import check_lock_model
-from properties import attacks
+from properties import attacks, profiles
 from properties.scenario import Scenario
 from properties.tighten import size, tighten
 from properties.timeline import render
@@ -55,7 +55,7 @@ class Scheduler:
         self.current: str | None = None
 
     def __call__(self, enabled: list[str]) -> str:
-        calm = [m for m in enabled if m == "submit" or m.startswith(("step", "resume"))]
+        calm = [m for m in enabled if m.startswith(("submit", "step", "resume"))]
         faults = [m for m in enabled if m not in calm]
         if faults and (not calm or _one_in(self.data, self.faults)):
             return self.data.draw(st.sampled_from(faults))
@@ -65,6 +65,31 @@ class Scheduler:
             move = self.data.draw(st.sampled_from(calm))
         self.current = move if move.startswith("step") else None
         return move
+
+
+def schedule(data: st.DataObject) -> Scheduler:
+    """A Scheduler with this example's switching and fault odds."""
+    return Scheduler(
+        data, data.draw(SWITCHING, label="switching"), data.draw(FAULTS, label="faults")
+    )
+
+
+def hypothesis_test(
+    one: Callable[[st.DataObject], None], digest: str, examples: dict[str, int] | None = None
+) -> Callable[[], None]:
+    """``one`` as a Hypothesis test: no deadline (real workers), one failure reported,
+    and its own example-database entry per ``digest`` (property and config), not one
+    shared by all. ``examples``: max_examples per profile, else the profile's own."""
+    default = settings().max_examples  # the loaded profile's
+    test = settings(
+        max_examples=default if examples is None else examples.get(profiles.active, default),
+        deadline=None,
+        report_multiple_bugs=False,
+        suppress_health_check=list(HealthCheck),
+        print_blob=False,
+    )(given(st.data())(one))
+    test._hypothesis_internal_add_digest = digest.encode()  # type: ignore[attr-defined]
+    return test
 
 
 class Failure(Exception):
@@ -174,23 +199,12 @@ def search(cluster: Cluster, config: LockConfig, prop: str) -> Outcome:
     def one(data: st.DataObject) -> None:
         nonlocal examples
         examples += 1
-        tasks = data.draw(TASKS, label="tasks")
-        choose = Scheduler(
-            data, data.draw(SWITCHING, label="switching"), data.draw(FAULTS, label="faults")
-        )
-        run = runner.run(tasks, choose)
+        run = runner.run(data.draw(TASKS, label="tasks"), schedule(data))
         failure = judge(prop, config, run)
         if failure is not None:
             raise failure
 
-    test = settings(
-        deadline=None,
-        report_multiple_bugs=False,
-        suppress_health_check=list(HealthCheck),
-        print_blob=False,
-    )(given(st.data())(one))
-    # One example-database entry per (property, config), not one shared by all.
-    test._hypothesis_internal_add_digest = f"{prop}|{config.label()}".encode()  # type: ignore[attr-defined]
+    test = hypothesis_test(one, f"{prop}|{config.label()}")
     expected = expectations.expected(config, prop)
     started = time.monotonic()
 

@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 from model import history as h
+from model import module_state as ms
 
 
 def _line(e: h.Event, where: dict[str, str]) -> tuple[str, str]:
@@ -63,6 +64,18 @@ def _line(e: h.Event, where: dict[str, str]) -> tuple[str, str]:
             return "-", f"final state of {t}: {s}"
         case h.Shutdown(worker=w, kind=k):
             return "-", f"{k.upper()} SHUTDOWN of {w}"
+        case ms.Read(task=x, observed=v):
+            return x, f"reads value = {v}"
+        case ms.ReadForUpdate(task=x, observed=v):
+            return x, f"reads value = {v} (to add 1)"
+        case ms.WriteBegin(task=x):
+            return x, "write begins"
+        case ms.Write(task=x, value=v):
+            return x, f"writes value = {v}"
+        case ms.WriteBack(task=x, value=v):
+            return x, f"writes back value = {v}"
+        case ms.ChildReplaced(old=o, new=n):
+            return "-", f"{n} forked in place of {o} (fresh copy of the main process)"
     return "-", e.describe()
 
 

@@ -346,3 +346,23 @@ def deliver(self: Any, spec: dict[str, Any]) -> str:
     if outcome is not None:
         raise outcome  # Celery takes it from here: RETRY, or FAILURE past max_retries
     return "ok"
+
+
+@signals.worker_process_init.connect
+def _state_init(**_: Any) -> None:
+    from tasks import state
+
+    state.init_from_env()
+
+
+@app.task(name="suite.state", ignore_result=True)
+def state_op(spec: dict[str, Any]) -> str:
+    """One read or write of the value the module-state properties watch (tasks/state.py)."""
+    from tasks import state
+
+    try:
+        with points.execution(spec["execution"], spec["task"]):
+            state.run(spec)
+    except points.StaleExecution:
+        return "stale"
+    return "ok"

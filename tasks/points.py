@@ -25,6 +25,9 @@ from typing import Any
 
 _local = threading.local()
 _offset = 0.0  # seconds of virtual time added by expiry moves; only grows
+# Inline mode (task_always_eager, harness/eager.py): no controller; executions run to
+# their end and their reports land here as (execution, kind, data).
+_inline: list[tuple[str, str, dict[str, Any]]] | None = None
 
 
 class ControlError(RuntimeError):
@@ -99,9 +102,21 @@ def execution(
 
     Raises StaleExecution (before the body runs) if the controller does not know it.
     """
-    ch = _channel()
-    start = {"t": "start", "x": execution_id, "task": task, "pid": os.getpid()}
-    _apply(ch.ask({**start, "redelivered": redelivered, "level": level, "id": task_id}))
+    end: Any
+    if _inline is not None:
+        log = _inline
+        log.append((execution_id, "start", {}))
+
+        def end(status: str, error: str | None) -> None:
+            log.append((execution_id, "end", {"status": status, "error": error}))
+    else:
+        ch = _channel()
+        start = {"t": "start", "x": execution_id, "task": task, "pid": os.getpid()}
+        _apply(ch.ask({**start, "redelivered": redelivered, "level": level, "id": task_id}))
+
+        def end(status: str, error: str | None) -> None:
+            ch.send({"t": "end", "x": execution_id, "status": status, "error": error})
+
     _local.execution = execution_id
     status, error = "ok", None
     try:
@@ -111,7 +126,19 @@ def execution(
         raise
     finally:
         _local.execution = None
-        ch.send({"t": "end", "x": execution_id, "status": status, "error": error})
+        end(status, error)
+
+
+@contextmanager
+def inline(log: list[tuple[str, str, dict[str, Any]]]) -> Iterator[None]:
+    """Run executions in this thread without a controller (eager mode): points do not
+    park, reports are appended to ``log``."""
+    global _inline
+    _inline = log
+    try:
+        yield
+    finally:
+        _inline = None
 
 
 _suppressed = threading.local()
@@ -131,7 +158,7 @@ def suppressed() -> Iterator[None]:
 def point(name: str) -> None:
     """Park here until the controller releases this execution (no-op outside one)."""
     x = current()
-    if x is None or getattr(_suppressed, "on", False):
+    if x is None or getattr(_suppressed, "on", False) or _inline is not None:
         return
     _apply(_channel().ask({"t": "point", "x": x, "p": name}))
 
@@ -140,6 +167,9 @@ def record(kind: str, **data: Any) -> None:
     """Report an observation (lock acquired, invoice created); does not wait."""
     x = current()
     if x is None:
+        return
+    if _inline is not None:
+        _inline.append((x, kind, data))
         return
     _channel().send({"t": "rec", "x": x, "k": kind, **data})
 
@@ -151,7 +181,7 @@ def notify(kind: str, **data: Any) -> None:
     Sent on the calling thread's channel, so it is ordered with that thread's points.
     A worker not started by the suite (no SUITE_CONTROL) says nothing.
     """
-    if control_address() is None:
+    if control_address() is None or _inline is not None:
         return
     _channel().send({"t": kind, **data})
 

@@ -1,0 +1,193 @@
+"""One module-state scenario on a real worker, move by move (the lock runner's loop).
+
+Moves:
+
+    submit write   send a task that writes the value (tN writes N)
+    submit read    send a task that reads it
+    submit incr    send a task that does ``value += 1`` (read, park at ``rmw``, write)
+    submit incr-locked   the same under the process's ``threading.Lock``
+    step tN        let tN run to its next scheduling point
+
+A task blocked on the lock (parked at ``wait`` while another task of its process
+holds it) is not offered a step: stepping it would only spin. For
+``sender-sees-task-writes`` the sending application (this process) reads the value
+once every task has ended.
+
+Process names follow the model (model/module_state.py): prefork children are named
+by slot, ``w1.c1``, and a child forked in place of one that exited
+(``--max-tasks-per-child``) or died takes its slot's name with a ``'``, introduced
+by a ``ChildReplaced`` event. Which idle child runs a task is Celery's choice; the
+names depend only on the order children are first used and replaced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from harness.cluster import Cluster
+from harness.controller import Execution, natural
+from harness.errors import HarnessError
+from harness.workers import WorkerSpec
+from model import history as h
+from model import module_state as ms
+
+Chooser = Callable[[list[str]], str]
+
+MAX_MOVES = 400
+
+# The task operations each property's scenarios are made of.
+OPS: dict[str, tuple[str, ...]] = {
+    "read-your-writes-across-tasks": ("write", "read"),
+    "sender-sees-task-writes": ("write", "read"),
+    "no-lost-update-unsynchronized": ("incr",),
+    "no-lost-update-locked": ("incr-locked",),
+}
+
+
+@dataclass
+class StateRun:
+    config: ms.StateConfig
+    tasks: int
+    history: h.History
+    moves: list[str] = field(default_factory=list)
+
+
+def spec_of(config: ms.StateConfig) -> WorkerSpec:
+    return WorkerSpec(
+        config.pool, config.concurrency, max_tasks_per_child=config.max_tasks_per_child,
+        state_init=config.init_value,
+    )  # fmt: skip
+
+
+class StateRunner:
+    def __init__(self, cluster: Cluster, config: ms.StateConfig, prop: str) -> None:
+        if config.parent_value != ms.IMPORT_VALUE:
+            raise HarnessError("parent_value is a model-only setting: workers import afresh")
+        self.cluster, self.config, self.prop = cluster, config, prop
+        self.ops = OPS[prop]
+        self.spec = spec_of(config)
+        self.capacity = 1 if config.pool == "solo" else config.concurrency
+
+    def run(self, tasks: int, choose: Chooser) -> StateRun:
+        self.worker = self.cluster.worker(self.spec)
+        ctl = self.cluster.controller
+        ctl.forget_dead()
+        n = self.cluster.next_example()
+        run = StateRun(self.config, tasks, ctl.begin_example())
+        self.key = f"{self.cluster.run_id}state:{n}"
+        self.submitted = 0
+        self.names: dict[str, str] = {}  # the controller's name -> the model's
+        self.slots: dict[int, tuple[int, str]] = {}  # slot -> (pid, model name) holding it
+        try:
+            while enabled := self.enabled(tasks):
+                if len(run.moves) >= MAX_MOVES:
+                    raise HarnessError(f"scenario did not finish within {MAX_MOVES} moves")
+                move = choose(enabled)
+                run.moves.append(move)
+                self.apply(run, move)
+        except BaseException:
+            self._cleanup()
+            raise
+        if self.prop == "sender-sees-task-writes":
+            from tasks import state
+
+            run.history.append(ms.Read("app", ms.APP, state.get(self.config.store, self.key)))
+        run.history.events[:] = [self._renamed(e) for e in run.history.events]
+        if ctl.anomalies:
+            raise HarnessError("control channel anomalies: " + "; ".join(ctl.anomalies))
+        return run
+
+    # --- moves -----------------------------------------------------------------------------
+
+    def _blocked(self, ex: Execution, live: list[Execution]) -> bool:
+        return ex.point == "wait" and any(o.holds_lock and o.pid == ex.pid for o in live)
+
+    def enabled(self, tasks: int) -> list[str]:
+        live = sorted(self.cluster.controller.live(), key=lambda e: natural(e.id))
+        if not live and self.submitted >= tasks:
+            return []
+        moves = [f"step {e.id}" for e in live if e.state == "parked" and not self._blocked(e, live)]
+        if self.submitted < tasks and len(live) < self.capacity:
+            moves += [f"submit {op}" for op in self.ops]
+        if not moves:
+            raise HarnessError(f"no move possible: {self.cluster.controller.describe()}")
+        return moves
+
+    def apply(self, run: StateRun, move: str) -> None:
+        ctl = self.cluster.controller
+        verb, _, arg = move.partition(" ")
+        if verb == "submit":
+            if arg not in self.ops:
+                raise HarnessError(f"unknown operation {arg!r}: choose one of {self.ops}")
+            self.submitted += 1
+            task = f"t{self.submitted}"
+            ctl.accept(task)
+            run.history.append(h.Submitted(task))
+            spec = {
+                "execution": task, "task": task, "op": arg, "store": self.config.store,
+                "key": self.key, "value": self.submitted,
+            }  # fmt: skip
+            self.cluster.send(self.worker, "suite.state", spec)
+            ctl.wait(lambda: ctl.started(task) is not None, f"{task} to start")
+            ex = ctl.started(task)
+            assert ex is not None
+            self._name(run, ex)
+        elif verb == "step":
+            ctl.release(arg)
+        else:
+            raise HarnessError(f"unknown move {move!r}")
+
+    # --- names -----------------------------------------------------------------------------
+
+    def _name(self, run: StateRun, ex: Execution) -> None:
+        """Give the process ``ex`` runs in its model name, on its first task."""
+        ctl = self.cluster.controller
+        proc = ctl.procs[ex.pid]
+        if proc.name in self.names:
+            return
+        if proc.role != "child":
+            self.names[proc.name] = proc.name
+            return
+        alias = self.worker.alias
+        free = [k for k in range(1, self.config.concurrency + 1) if k not in self.slots]
+        if free:
+            k, name = free[0], f"{alias}.c{free[0]}"
+        else:
+
+            def gone(pid: int) -> bool:
+                return pid not in ctl.procs or not ctl.procs[pid].alive
+
+            # At most ``concurrency`` children live at once: a new one means one went.
+            ctl.wait(
+                lambda: any(gone(pid) for pid, _ in self.slots.values()),
+                f"a child of {alias} to exit before {proc.name} replaced it",
+            )
+            k = min(s for s, (pid, _) in self.slots.items() if gone(pid))
+            old = self.slots[k][1]
+            name = old + "'"
+            run.history.append(ms.ChildReplaced(old, name))
+        self.slots[k] = (proc.pid, name)
+        self.names[proc.name] = name
+
+    def _renamed(self, e: h.Event) -> h.Event:
+        process = getattr(e, "process", None)
+        if isinstance(process, str) and process in self.names:
+            return dataclasses.replace(e, process=self.names[process])  # type: ignore[call-arg]
+        return e
+
+    def _cleanup(self) -> None:
+        """Leave the worker idle for the next example, whatever happened in this one."""
+        ctl = self.cluster.controller
+        try:
+            for _ in range(MAX_MOVES):
+                live = ctl.live()
+                parked = [e for e in live if e.state == "parked" and not self._blocked(e, live)]
+                if not parked:
+                    break
+                ctl.release(min(parked, key=lambda e: natural(e.id)).id)
+            ctl.wait(lambda: not ctl.live(), "the last executions to end")
+        except HarnessError:
+            self.worker.kill_main()
+            self.worker = self.cluster.replace(self.spec)
