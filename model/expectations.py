@@ -131,7 +131,10 @@ def _rule(config: LockConfig, prop: str) -> tuple[Prediction, str]:
             # A deletes B's entry, C acquires: B and C overlap with unexpired leases.
             extra = ""
             if sem.database == "postgres":
-                extra = "; also two adds racing over an expired row both UPDATE it"
+                extra = (
+                    "; also two adds racing over an expired row both UPDATE it, and an add "
+                    "whose expired row another release deleted returns True storing nothing"
+                )
             elif _per_process(config, sem):
                 extra = "; and prefork children do not even share the lock"
             return "violated", (

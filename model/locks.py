@@ -108,6 +108,7 @@ class LockModel:
         self._held: dict[tuple[str, str], tuple[int, int]] = {}  # (e, key) -> (begin, end)
         self._clock: dict[tuple[str, str], tuple[_Clock, str]] = {}
         self._expiries: dict[str, list[int]] = {}
+        self._deletes: dict[str, list[tuple[int, str]]] = {}  # key -> (index, releaser)
         self._index = 0
 
     # --- where ------------------------------------------------------------------------
@@ -207,12 +208,37 @@ class LockModel:
                 fits = list(self._states)
         if acquired:
             place = self._place(ev.execution, ev.key)
-            fits = [_put(s, place, _Held(ev.execution, i)) for s in fits]
             begin = self._open.get(ev.execution, (ev.key, i))[1]
+            ghost = self._vanished_row(ev.execution, ev.key, begin, i)
+            held = [_put(s, place, _Held(ev.execution, i)) for s in fits]
+            fits = held + ([_put(s, place, _Free(ghost)) for s in fits] if ghost else [])
             self._held[(ev.execution, ev.key)] = (begin, i)
         self._states = _dedupe(fits)
         self._close_attempt(ev.execution, i)
         return mismatch
+
+    def _vanished_row(self, execution: str, key: str, begin: int, end: int) -> str | None:
+        """DatabaseCache.add over an expired row runs ``UPDATE ... WHERE cache_key = %s``
+        and returns True whatever the row count (db.py ``_base_set``). If another
+        execution's release DELETEd the row between this add's SELECT and its UPDATE,
+        the add "acquires" and stores nothing: the key stays free. Seen in a ci run
+        (2026-11-21, cookbook-db-postgres/prefork/c2): t4 SELECTed an expired row, t5
+        took and released it, t4's UPDATE matched no row, and t6's INSERT acquired too."""
+        # PostgreSQL only: under READ COMMITTED the parked add holds no lock after its
+        # SELECT. SQLite's deferred transaction keeps a SHARED lock, so the other's
+        # commit cannot go through in between (not seen there; a run would say).
+        if self.sem.acquire != "select-write" or self.sem.database != "postgres":
+            return None
+        expiries = self._expiries.get(key, [])
+        for at, who in self._deletes.get(key, []):
+            # the UPDATE path needs a row that had expired and stayed (an add's SELECT
+            # saw it), then a delete inside this add's window
+            if begin < at < end and who != execution and any(x < at for x in expiries):
+                return (
+                    f"{execution}'s add at #{end} may have UPDATEd the row {who}'s release "
+                    f"deleted at #{at}: acquired, nothing stored"
+                )
+        return None
 
     def _close_attempt(self, execution: str, index: int) -> None:
         if execution in self._open:
@@ -290,6 +316,8 @@ class LockModel:
                 else:
                     note = f"{ev.execution} released it at #{i}"
                 nxt.append(_put(s, place, _Free(note)))
+        if clock in ("delete", "either"):
+            self._deletes.setdefault(ev.key, []).append((i, ev.execution))
         self._states = _dedupe(nxt)
         if observed == OK:
             return None

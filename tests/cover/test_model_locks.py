@@ -442,3 +442,37 @@ def test_a_flipped_acquire_outcome_is_caught_there(
     found = check_lock_model(REDIS, flipped)
     assert found and found[0].index == k
     assert found[0].observed == f"acquired={not ev.acquired}"
+
+
+# t4's add SELECTs t1's expired row; t5 takes it (UPDATE) and releases it (DELETE); t4's
+# UPDATE then matches no row and add() still returns True (ci, 2026-11-21).
+GHOST = (
+    "start t1 w1.c1; start t4 w1.c3; start t5 w1.c4; start t6 w1.c4;"
+    "acq t1; expire; begin t4; acq t5; rel t5; got t4;"
+)
+
+
+def test_select_write_add_over_a_deleted_expired_row_may_store_nothing() -> None:
+    assert check_lock_model(PG, hist(GHOST + "acq t6")) == []
+    assert check_lock_model(PG, hist(GHOST + "no t6")) == []  # or it did store its row
+
+
+def test_without_an_expired_row_the_update_path_is_not_taken() -> None:
+    # the same interleaving with no expiry: t5 cannot take t1's live row at all, so use
+    # a released one; t4's add then INSERTs and holds
+    base = (
+        "start t1 w1.c1; start t4 w1.c3; start t5 w1.c4; start t6 w1.c4;"
+        "acq t1; rel t1; begin t4; acq t5; rel t5; got t4;"
+    )
+    m = only(check_lock_model(PG, hist(base + "acq t6")))
+    assert m.execution == "t6"
+
+
+def test_atomic_add_has_no_ghost_acquire() -> None:
+    # SET NX answers at one instant: t4's True means t4 holds, so t6 must be refused
+    m = only(check_lock_model(REDIS, hist(GHOST + "acq t6")))
+    assert m.execution == "t6"
+
+
+def test_sqlite_keeps_its_shared_lock_so_no_ghost_acquire() -> None:
+    assert len(check_lock_model(SQLITE, hist(GHOST + "acq t6"))) == 1
