@@ -18,6 +18,11 @@ from harness.errors import HarnessError
 UNACKED = "unacked"
 UNACKED_INDEX = "unacked_index"
 UNACKED_MUTEX = "unacked_mutex"
+STALE_MUTEX = 0.5  # seconds one holder may keep the restore mutex before it counts as dead
+BROKER_POLL = 0.005
+_DELETE_IF_SAME = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+)
 
 
 class Broker(Protocol):
@@ -83,11 +88,29 @@ class RedisBroker:
             # Score 1 is 1970, older than any timeout. XX: never resurrect an entry
             # acked meanwhile.
             self.r.zadd(UNACKED_INDEX, dict.fromkeys(tags, 1), xx=True)
-        # A worker killed inside its restore scan leaves the scan's mutex for 300 s
-        # (``unacked_mutex_expire``); no scan would run. Restores are transactional
-        # (WATCH on the hash), so a second scan at the same time restores nothing twice.
-        self.r.delete(UNACKED_MUTEX)
+        self._clear_stale_mutex()
         return len(tags)
+
+    def _clear_stale_mutex(self) -> None:
+        """A worker killed inside its restore scan leaves the scan's mutex for 300 s
+        (``unacked_mutex_expire``), and no scan would run; delete it, but only if the
+        same holder keeps it for ``STALE_MUTEX`` (a live scan takes milliseconds).
+
+        Never delete a live holder's mutex: two scans at once can restore one message
+        twice. A restored message keeps its delivery tag, so once the first scan's
+        restore is consumed the hash has an entry under that tag again, and the
+        second scan's ``restore_by_tag`` (it read the aged index before) restores the
+        fresh delivery too. Seen in a ci run (2026-11-21): two receipts from one
+        ``vt``, which the model rightly called a mismatch, and the replay did not."""
+        token = self.r.get(UNACKED_MUTEX)
+        deadline = time.monotonic() + STALE_MUTEX
+        while token is not None and time.monotonic() < deadline:
+            time.sleep(BROKER_POLL)
+            now = self.r.get(UNACKED_MUTEX)
+            if now != token:
+                return  # released or taken anew: its holder is alive
+        if token is not None:
+            self.r.eval(_DELETE_IF_SAME, 1, UNACKED_MUTEX, token)
 
     def aged(self, visibility_timeout: float) -> int:
         return int(self.r.zcount(UNACKED_INDEX, "-inf", time.time() - visibility_timeout))
