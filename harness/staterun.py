@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from harness.cluster import Cluster
 from harness.controller import Execution, natural
@@ -48,7 +49,7 @@ OPS: dict[str, tuple[str, ...]] = {
 
 @dataclass
 class StateRun:
-    config: ms.StateConfig
+    config: Any  # ms.StateConfig, or the publishing runner's PublishConfig
     tasks: int
     history: h.History
     moves: list[str] = field(default_factory=list)
@@ -80,6 +81,7 @@ class StateRunner:
         self.submitted = 0
         self.names: dict[str, str] = {}  # the controller's name -> the model's
         self.slots: dict[int, tuple[int, str]] = {}  # slot -> (pid, model name) holding it
+        self._begin(run)
         try:
             while enabled := self.enabled(tasks):
                 if len(run.moves) >= MAX_MOVES:
@@ -90,14 +92,21 @@ class StateRunner:
         except BaseException:
             self._cleanup()
             raise
-        if self.prop == "sender-sees-task-writes":
-            from tasks import state
-
-            run.history.append(ms.Read("app", ms.APP, state.get(self.config.store, self.key)))
+        self._end(run)
         run.history.events[:] = [self._renamed(e) for e in run.history.events]
         if ctl.anomalies:
             raise HarnessError("control channel anomalies: " + "; ".join(ctl.anomalies))
         return run
+
+    def _begin(self, run: StateRun) -> None:
+        """Before the first move (a hook for runners built on this loop)."""
+
+    def _end(self, run: StateRun) -> None:
+        """After the last move: the sender's own read, for ``sender-sees-task-writes``."""
+        if self.prop == "sender-sees-task-writes":
+            from tasks import state
+
+            run.history.append(ms.Read("app", ms.APP, state.get(self.config.store, self.key)))
 
     # --- moves -----------------------------------------------------------------------------
 

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from model.history import Event
+from model.invariants import Violation
 
 StatePool = Literal["prefork", "threads", "solo", "gevent"]
 STATE_POOLS: tuple[StatePool, ...] = ("prefork", "threads", "solo", "gevent")
@@ -569,20 +570,6 @@ def mismatches(config: StateConfig, events: Sequence[object]) -> list[Verdict]:
 
 
 # --- invariants --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Violation:
-    """The shape of model/invariants.py's ``Violation``; ``executions`` are the events'
-    ``task`` fields."""
-
-    invariant: str
-    index: int
-    executions: tuple[str, ...]
-    message: str
-
-    def describe(self) -> str:
-        return f"#{self.index} {self.invariant}: {self.message}"
 
 
 def _ended_by(ev: object, process: str) -> bool:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from model import delivery_properties, expectations, module_state
+from model import delivery_properties, expectations, module_state, publishing
 from properties import findings, matrix, profiles
 
 profiles.register()
@@ -29,7 +29,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--property", action="append", default=[],
         choices=sorted(
-            [*expectations.PROPERTIES, *delivery_properties.PROPERTIES, *module_state.PROPERTIES]
+            [*expectations.PROPERTIES, *delivery_properties.PROPERTIES, *module_state.PROPERTIES,
+             *publishing.PROPERTIES]
         ),
         help="only these properties (repeatable; default: all)",
     )  # fmt: skip
@@ -55,6 +56,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize(
             ("state_prop", "state_config"), states, ids=[f"{p}-{c.label()}" for p, c in states]
         )
+        return
+    if "publish_config" in metafunc.fixturenames:
+        on = not opt("property") or publishing.PROPERTY in opt("property")
+        publish = matrix.publish_cases(opt("matrix")) if on else []
+        metafunc.parametrize("publish_config", publish, ids=[c.label() for c in publish])
         return
     if "eager_config" in metafunc.fixturenames:
         eager = [

@@ -11,6 +11,7 @@ from __future__ import annotations
 from model.config import BUILTIN_LOCKS, DeliveryConfig, LockConfig, Pool
 from model.delivery_properties import BUILTIN_EFFECTS
 from model.module_state import StateConfig
+from model.publishing import PublishConfig
 
 SHAPES_FULL: list[tuple[Pool, int]] = [
     *(("prefork", c) for c in (1, 2, 3, 4)),
@@ -169,3 +170,14 @@ def eager_cases(matrix: str) -> list[tuple[str, object]]:
         (p, EagerConfig("state", store)) for store in PER_PROCESS_STORES for p in PROPERTIES
     ]
     return [*cases, ("mutual-exclusion", EagerConfig("lock", "cookbook-locmem"))]
+
+
+def publish_cases(matrix: str) -> list[PublishConfig]:
+    """Configs of ``task-finds-its-row``. ``ci``: each way of sending on prefork/2;
+    ``full``: each on every pool shape."""
+    from model.publishing import MODES, PublishPool
+
+    shapes: list[tuple[PublishPool, int]] = [("prefork", 2)]
+    if matrix == "full":
+        shapes += [("prefork", 1), ("threads", 2), ("solo", 1)]
+    return [PublishConfig(mode, pool, c) for pool, c in shapes for mode in MODES]

@@ -95,9 +95,9 @@ class DeliveryScenario:
 
 
 def decode_any(text: str) -> Any:
-    """A lock, delivery or state scenario line, whichever it is."""
+    """A lock, delivery, state or publishing scenario line, whichever it is."""
     head = text.strip().split(" ", 3)
-    if len(head) >= 2 and head[1] in ("state", "eager"):
+    if len(head) >= 2 and head[1] in ("state", "eager", "publish"):
         from properties.state import StateScenario
 
         return StateScenario.decode(text)

@@ -24,10 +24,12 @@ from hypothesis import strategies as st
 
 from harness import eager
 from harness.cluster import Cluster
+from harness.publishrun import PublishRunner
 from harness.staterun import OPS, StateRun, StateRunner
 from model import expectations
 from model import history as h
 from model import module_state as ms
+from model import publishing as pub
 from properties import profiles
 from properties.search import (
     Failure,
@@ -39,6 +41,7 @@ from properties.search import (
 )
 
 TASKS = st.integers(min_value=1, max_value=4)
+PUBLISH_TASKS = st.integers(min_value=1, max_value=2)
 LOCK_TASKS = 3  # eager lock runs: enough for a second and third task to find the lock
 
 
@@ -57,22 +60,33 @@ class EagerConfig:
         return {"eager": True, self.kind if self.kind == "lock" else "store": self.target}
 
 
-_LINE = re.compile(r"(?P<prop>\S+) (?P<mode>state|eager) (?P<label>\S+) tasks=(?P<n>\d+):(?P<m>.*)")
+Config = ms.StateConfig | EagerConfig | pub.PublishConfig
+
+_LINE = re.compile(
+    r"(?P<prop>\S+) (?P<mode>state|eager|publish) (?P<label>\S+) tasks=(?P<n>\d+):(?P<m>.*)"
+)
 
 
 @dataclass(frozen=True)
 class StateScenario:
     """``read-your-writes-across-tasks state prefork/c2 tasks=2: submit write; ...``; the
-    eager form has ``eager`` and a store or lock in place of ``state`` and a config."""
+    eager form has ``eager`` and a store or lock in place of ``state`` and a config; the
+    publishing form ``task-finds-its-row publish in-transaction/prefork/c2 tasks=1: ...``."""
 
     prop: str
-    config: ms.StateConfig | EagerConfig
+    config: Config
     tasks: int
     moves: tuple[str, ...]
 
     def encode(self) -> str:
         c = self.config
-        mode, label = ("eager", c.target) if isinstance(c, EagerConfig) else ("state", c.label())
+        mode, label = (
+            ("eager", c.target)
+            if isinstance(c, EagerConfig)
+            else ("publish", c.label())
+            if isinstance(c, pub.PublishConfig)
+            else ("state", c.label())
+        )
         return f"{self.prop} {mode} {label} tasks={self.tasks}: " + "; ".join(self.moves)
 
     def command(self) -> str:
@@ -84,11 +98,14 @@ class StateScenario:
         if not m:
             raise ValueError(
                 "a state scenario reads '<property> state <config> tasks=<n>: <move>; ...' "
-                f"or '<property> eager <store or lock> tasks=<n>: ...', got {text!r}"
+                "or '<property> eager|publish <store, lock or config> tasks=<n>: ...', "
+                f"got {text!r}"
             )
-        config: ms.StateConfig | EagerConfig
+        config: Config
         if m["mode"] == "state":
             config = ms.parse_label(m["label"])
+        elif m["mode"] == "publish":
+            config = pub.parse_label(m["label"])
         elif m["prop"] in expectations.PROPERTIES:
             config = EagerConfig("lock", m["label"])
         else:
@@ -105,7 +122,7 @@ class _Run:
     moves: list[str]
 
 
-def judge(prop: str, config: ms.StateConfig | EagerConfig, run: Any) -> Failure | None:
+def judge(prop: str, config: Config, run: Any) -> Failure | None:
     scenario = StateScenario(prop, config, run.tasks, tuple(run.moves))
     events: Sequence[h.Event] = run.history.events
     crashed = [
@@ -114,6 +131,16 @@ def judge(prop: str, config: ms.StateConfig | EagerConfig, run: Any) -> Failure 
     if crashed:
         lines = [f"#{i} {e.execution} raised {e.error}" for i, e in crashed]
         return Failure("task error", scenario, run, lines, [i for i, _ in crashed])
+    if isinstance(config, pub.PublishConfig):
+        wrong_ = pub.mismatches(config, events)
+        if wrong_:
+            lines = [v.describe() for v in wrong_]
+            return Failure("model mismatch", scenario, run, lines, [v.index for v in wrong_])
+        seen = pub.violations(events)
+        if seen:
+            lines = [v.describe() for v in seen]
+            return Failure("invariant violated", scenario, run, lines, [v.index for v in seen])
+        return None
     if isinstance(config, EagerConfig) and config.kind == "lock":
         found = expectations.PROPERTIES[prop].check(events)
         if found:
@@ -136,7 +163,7 @@ def judge(prop: str, config: ms.StateConfig | EagerConfig, run: Any) -> Failure 
 
 def _search(
     prop: str,
-    config: ms.StateConfig | EagerConfig,
+    config: Config,
     expected: str,
     why: str,
     one: Callable[[st.DataObject], None],
@@ -170,6 +197,22 @@ def search(cluster: Cluster, config: ms.StateConfig, prop: str) -> Outcome:
 
     expected = ms.expected_verdict(config, prop)
     return _search(prop, config, expected, ms.why(config, prop), one, counter)
+
+
+def search_publish(cluster: Cluster, config: pub.PublishConfig) -> Outcome:
+    """Search ``task-finds-its-row`` on a real worker, the sender's transaction in this
+    process."""
+    runner = PublishRunner(cluster, config)
+    counter = [0]
+
+    def one(data: st.DataObject) -> None:
+        counter[0] += 1
+        run = runner.run(data.draw(PUBLISH_TASKS, label="tasks"), schedule(data))
+        if (failure := judge(pub.PROPERTY, config, run)) is not None:
+            raise failure
+
+    expected = pub.expected_verdict(config)
+    return _search(pub.PROPERTY, config, expected, pub.why(config), one, counter)
 
 
 def eager_run(prop: str, config: EagerConfig, moves: Sequence[str]) -> Any:
@@ -216,12 +259,16 @@ def replay(cluster: Cluster, scenario: StateScenario) -> tuple[Any, Failure | No
     if isinstance(config, EagerConfig):
         run = eager_run(scenario.prop, config, scenario.moves)
         return run, judge(scenario.prop, config, run)
-    runner = StateRunner(cluster, config, scenario.prop)
+    runner = (
+        PublishRunner(cluster, config)
+        if isinstance(config, pub.PublishConfig)
+        else StateRunner(cluster, config, scenario.prop)
+    )
     queue = list(scenario.moves)
 
     def choose(enabled: list[str]) -> str:
         if not queue:
-            return next(m for m in enabled if m.startswith(("submit", "step")))
+            return next(m for m in enabled if m.startswith(("submit", "step", "commit")))
         move = queue.pop(0)
         if move not in enabled:
             raise ReplayDiverged(f"move {move!r} is not enabled; enabled: {enabled}")

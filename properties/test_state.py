@@ -1,10 +1,12 @@
 """Where state lives, on real workers: every module-state property x config in the
-matrix, then the same scenarios under task_always_eager."""
+matrix, the same scenarios under task_always_eager, and publishing from inside a
+database transaction."""
 
 from __future__ import annotations
 
 from harness.cluster import Cluster
 from model.module_state import StateConfig
+from model.publishing import PROPERTY, PublishConfig
 from properties import state
 from properties.findings import Findings
 from properties.verdicts import acceptable
@@ -30,3 +32,11 @@ def test_eager(
     ok, why = acceptable(outcome)
     detail = outcome.failure.report() if outcome.failure else (outcome.error or "")
     assert ok, f"{eager_prop} on {eager_config.label()}: {outcome.verdict} ({why})\n{detail}"
+
+
+def test_publish(publish_config: PublishConfig, cluster: Cluster, report: Findings) -> None:
+    outcome = state.search_publish(cluster, publish_config)
+    report.add(outcome)
+    ok, why = acceptable(outcome)
+    detail = outcome.failure.report() if outcome.failure else (outcome.error or "")
+    assert ok, f"{PROPERTY} on {publish_config.label()}: {outcome.verdict} ({why})\n{detail}"

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 
 from model import history as h
 from model import module_state as ms
+from model import publishing as pub
 
 
 def _line(e: h.Event, where: dict[str, str]) -> tuple[str, str]:
@@ -74,6 +75,16 @@ def _line(e: h.Event, where: dict[str, str]) -> tuple[str, str]:
             return x, f"writes value = {v}"
         case ms.WriteBack(task=x, value=v):
             return x, f"writes back value = {v}"
+        case pub.Inserted(task=t):
+            return "-", f"app: INSERT {t}'s row (transaction open)"
+        case pub.Published(task=t):
+            return "-", f"app: {t} published"
+        case pub.Committed():
+            return "-", "app: COMMIT"
+        case pub.RolledBack():
+            return "-", "app: ROLLBACK"
+        case pub.Looked(execution=x, found=f):
+            return x, "looks up its row -> " + ("found" if f else "NOT FOUND")
         case ms.ChildReplaced(old=o, new=n):
             return "-", f"{n} forked in place of {o} (fresh copy of the main process)"
     return "-", e.describe()

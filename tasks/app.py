@@ -15,6 +15,7 @@ import threading
 from typing import Any
 
 from celery import Celery, signals
+from celery.contrib.django.task import DjangoTask
 
 from tasks import django_setup, points
 
@@ -363,6 +364,19 @@ def state_op(spec: dict[str, Any]) -> str:
     try:
         with points.execution(spec["execution"], spec["task"]):
             state.run(spec)
+    except points.StaleExecution:
+        return "stale"
+    return "ok"
+
+
+@app.task(name="suite.find_row", base=DjangoTask, ignore_result=True)
+def find_row(spec: dict[str, Any]) -> str:
+    """Look up the row the sender wrote before sending this task (tasks/publishing.py)."""
+    from tasks import publishing
+
+    try:
+        with points.execution(spec["execution"], spec["task"]):
+            points.record("looked", found=publishing.find(spec["key"]))
     except points.StaleExecution:
         return "stale"
     return "ok"

@@ -1,0 +1,150 @@
+"""One transactional-publishing scenario on a real worker, move by move.
+
+Moves:
+
+    submit     the sender INSERTs tN's row in its open transaction and sends tN the
+               config's way (model/publishing.py)
+    commit     the sender commits (Django then runs its on_commit callbacks)
+    rollback   the sender rolls back
+    step tN    let tN run to its next scheduling point (its SELECT has one)
+
+The transaction opens with the example and ends at ``commit`` or ``rollback``; no
+submit follows. Whether a send put a message on the broker is not the runner's
+guess: Celery's ``before_task_publish`` signal, sent in this process, records
+``Published``, and the runner waits for exactly those tasks to start.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import signals
+
+from harness.cluster import Cluster
+from harness.controller import Execution
+from harness.errors import HarnessError
+from harness.staterun import StateRun, StateRunner
+from harness.workers import WorkerSpec
+from model import history as h
+from model import publishing as pub
+
+TASK = "suite.find_row"
+_current: PublishRunner | None = None
+
+
+def _published(sender: Any = None, body: Any = None, **_: Any) -> None:
+    # Protocol 2 body: (args, kwargs, embed); args[0] is the spec the runner sent.
+    runner = _current
+    if runner is None or sender != TASK:
+        return
+    spec = body[0][0] if isinstance(body, list | tuple) and body and body[0] else {}
+    if isinstance(spec, dict) and spec.get("key", "").startswith(runner.prefix):
+        runner.on_published(str(spec["task"]))
+
+
+signals.before_task_publish.connect(_published, weak=False, dispatch_uid="suite.publishrun")
+
+
+class PublishRunner(StateRunner):
+    """The state runner's loop (``run``, process names, clean-up) with the sender's
+    transaction as part of the scenario."""
+
+    def __init__(self, cluster: Cluster, config: pub.PublishConfig) -> None:
+        self.cluster, self.config, self.prop = cluster, config, pub.PROPERTY  # type: ignore[assignment]
+        self.publish = config
+        self.spec = WorkerSpec(config.pool, config.concurrency)
+        self.capacity = 1 if config.pool == "solo" else config.concurrency
+        from tasks import publishing
+
+        publishing.create_table(cluster.pg)
+
+    def _begin(self, run: StateRun) -> None:
+        global _current
+        from tasks import publishing
+
+        self.run_ = run
+        self.prefix = f"{self.key}:"
+        self.published: list[str] = []  # in publish order, not yet seen to start
+        self.pending = 0  # sent, waiting for the commit to publish
+        self.txn: publishing.Transaction | None = publishing.Transaction()
+        _current = self
+
+    def _end(self, run: StateRun) -> None:
+        global _current
+        _current = None
+
+    def on_published(self, task: str) -> None:
+        self.run_.history.append(pub.Published(task))
+        self.published.append(task)
+
+    # --- moves -----------------------------------------------------------------------------
+
+    def enabled(self, tasks: int) -> list[str]:
+        ctl = self.cluster.controller
+        live = ctl.live()
+        open_ = self.txn is not None and self.txn.open
+        if not live and not open_ and not self.published:
+            return []
+        moves = [f"step {e.id}" for e in sorted(live, key=lambda e: e.id) if e.state == "parked"]
+        if open_:
+            if self.submitted < tasks and len(live) + self.pending < self.capacity:
+                moves.append("submit")
+            if self.submitted:
+                moves += ["commit", "rollback"]
+        if not moves:
+            raise HarnessError(f"no move possible: {ctl.describe()}")
+        return moves
+
+    def apply(self, run: StateRun, move: str) -> None:
+        ctl = self.cluster.controller
+        txn = self.txn
+        if txn is None or (move in ("submit", "commit", "rollback") and not txn.open):
+            raise HarnessError(f"{move!r} with no open transaction")
+        if move == "submit":
+            self.submitted += 1
+            task = f"t{self.submitted}"
+            key = f"{self.prefix}{task}"
+            ctl.accept(task)
+            run.history.append(h.Submitted(task))
+            txn.insert(key)
+            run.history.append(pub.Inserted(task))
+            before = len(self.published)
+            spec = {"execution": task, "task": task, "key": key}
+            txn.send(self.publish.mode, self.cluster.app.tasks[TASK], [spec],
+                     {"queue": self.worker.queue})  # fmt: skip
+            if len(self.published) == before:
+                self.pending += 1
+        elif move == "commit":
+            run.history.append(pub.Committed())
+            txn.commit()
+            self.pending = 0
+        elif move == "rollback":
+            run.history.append(pub.RolledBack())
+            txn.rollback()
+            self.pending = 0
+        elif move.startswith("step "):
+            ctl.release(move[5:])
+            return
+        else:
+            raise HarnessError(f"unknown move {move!r}")
+        self._await_published(run)
+
+    def _await_published(self, run: StateRun) -> None:
+        while self.published:
+            task = self.published.pop(0)
+            self._name(run, self._started(task))
+
+    def _started(self, task: str) -> Execution:
+        ctl = self.cluster.controller
+        ctl.wait(lambda: ctl.started(task) is not None, f"{task} to start")
+        ex = ctl.started(task)
+        assert ex is not None
+        return ex
+
+    def _cleanup(self) -> None:
+        global _current
+        if self.txn is not None and self.txn.open:
+            self.txn.rollback()
+        _current = None
+        self.published.clear()
+        super()._cleanup()

@@ -1,0 +1,233 @@
+"""Publishing inside a transaction: when may a task see the row its sender wrote?
+
+The application opens a transaction, INSERTs a row, and sends a task that looks the
+row up. Three ways to send it:
+
+- ``in-transaction``: ``task.apply_async()`` inside the ``atomic()`` block. The
+  message is on the broker at once; a worker may run the task before the commit,
+  and under PostgreSQL's READ COMMITTED (its default, and Django's) the task's SELECT
+  does not see an uncommitted row (PostgreSQL docs, "Transaction Isolation"). After a
+  rollback the row never exists, yet the task runs.
+- ``on-commit``: ``transaction.on_commit(send, using=<the transaction's database>)``.
+  Django calls ``send`` after the commit and drops it on rollback
+  (django/db/transaction.py ``on_commit``; docs/topics/db/transactions.txt
+  "Performing actions after commit"). The task can only start after the commit.
+- ``delay-on-commit``: Celery's ``DjangoTask.apply_async_on_commit`` (Celery 5.4+,
+  celery/contrib/django/task.py, PR #8491), with the transaction on a database other
+  than ``default``. It calls ``transaction.on_commit(...)`` *without* ``using``, so
+  the callback is registered on the default database, which has no transaction open:
+  Django runs such a callback at once (base.py ``on_commit``: "if not in an atomic
+  block ... call it now"). It behaves like ``in-transaction``.
+
+The model replays a history and says, for each look-up, whether the row may be found
+(exactly when the commit came before the SELECT), and, for each publish, whether it
+may happen then. It imports nothing of the suite but the event base class.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from model.history import Event, Started
+from model.invariants import Violation
+
+Mode = Literal["in-transaction", "on-commit", "delay-on-commit"]
+MODES: tuple[Mode, ...] = ("in-transaction", "on-commit", "delay-on-commit")
+PublishPool = Literal["prefork", "threads", "solo"]
+POOLS: tuple[PublishPool, ...] = ("prefork", "threads", "solo")
+Prediction = Literal["holds", "violated"]
+
+PROPERTY = "task-finds-its-row"
+PROPERTIES = {
+    PROPERTY: "a task sent for a row the sender just wrote finds that row when it runs",
+}
+
+
+@dataclass(frozen=True)
+class PublishConfig:
+    mode: Mode
+    pool: PublishPool
+    concurrency: int
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"unknown publish mode {self.mode!r}: choose one of {MODES}")
+        if self.pool not in POOLS:
+            raise ValueError(f"unknown pool {self.pool!r}: choose one of {POOLS}")
+        if not 1 <= self.concurrency <= 4 or (self.pool == "solo" and self.concurrency != 1):
+            raise ValueError(f"concurrency {self.concurrency} does not fit pool {self.pool}")
+
+    def label(self) -> str:
+        return f"{self.mode}/{self.pool}/c{self.concurrency}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {"publish": self.mode, "pool": self.pool, "concurrency": self.concurrency}
+
+
+def parse_label(label: str) -> PublishConfig:
+    m = re.fullmatch(r"([a-z-]+)/([a-z]+)/c(\d+)", label)
+    if not m or m[1] not in MODES or m[2] not in POOLS:
+        raise ValueError(f"a publish config reads '<{'|'.join(MODES)}>/pool/cN', got {label!r}")
+    return PublishConfig(m[1], m[2], int(m[3]))
+
+
+# --- events ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Inserted(Event):
+    """The sender INSERTed ``task``'s row inside its open transaction."""
+
+    task: str
+
+
+@dataclass(frozen=True)
+class Published(Event):
+    """``task``'s message is being sent to the broker (Celery's ``before_task_publish``:
+    recorded before any worker can receive it)."""
+
+    task: str
+
+
+@dataclass(frozen=True)
+class Committed(Event):
+    pass
+
+
+@dataclass(frozen=True)
+class RolledBack(Event):
+    pass
+
+
+@dataclass(frozen=True)
+class Looked(Event):
+    """The task's SELECT for its row returned (``found`` or not)."""
+
+    execution: str
+    found: bool
+
+
+# --- the model ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    index: int
+    expected: str
+    observed: str
+    why: str
+
+    def describe(self) -> str:
+        return f"#{self.index}: expected {self.expected}, observed {self.observed} — {self.why}"
+
+
+def publishes_at_once(mode: Mode) -> bool:
+    """Whether the message leaves inside the transaction (else: at the commit, and
+    never after a rollback)."""
+    return mode != "on-commit"
+
+
+def mismatches(config: PublishConfig, events: Sequence[Event]) -> list[Mismatch]:
+    """Every event the model does not allow for ``config``."""
+    out: list[Mismatch] = []
+    ended: str | None = None  # "commit" or "rollback" once the transaction is over
+    end_index = -1
+    inserted: dict[str, int] = {}
+    published: dict[str, int] = {}
+    task_of: dict[str, str] = {}  # execution -> task
+    at_once = publishes_at_once(config.mode)
+    due: list[str] = []  # on_commit sends the commit owes; they follow it at once
+    for i, e in enumerate([*events, None]):
+        if due and not isinstance(e, Published):
+            out.append(
+                Mismatch(i, "every pending task published at the commit",
+                         f"{', '.join(due)} not published",
+                         "Django runs the on_commit callbacks inside the commit")
+            )  # fmt: skip
+            due = []
+        if isinstance(e, Inserted):
+            inserted[e.task] = i
+        elif isinstance(e, Published):
+            published[e.task] = i
+            if e.task in due:
+                due.remove(e.task)
+            if at_once and ended is not None:
+                out.append(
+                    Mismatch(i, "a publish inside the transaction", f"{e.task} published after "
+                             f"the {ended}", f"{config.mode} sends when the task is submitted")
+                )  # fmt: skip
+            if not at_once and ended != "commit":
+                where = "inside the open transaction" if ended is None else "after a rollback"
+                out.append(
+                    Mismatch(i, "a publish at the commit only", f"{e.task} published {where}",
+                             "on_commit(using=...) holds the send until the commit and drops "
+                             "it on rollback (django/db/transaction.py)")
+                )  # fmt: skip
+        elif isinstance(e, Committed | RolledBack):
+            ended, end_index = ("commit" if isinstance(e, Committed) else "rollback"), i
+            if not at_once and isinstance(e, Committed):
+                due = [t for t in inserted if t not in published]
+        elif isinstance(e, Started):
+            task_of[e.execution] = e.task
+            if e.task not in published:
+                out.append(
+                    Mismatch(i, "no start before its publish", f"{e.execution} started",
+                             f"{e.task} was never published")
+                )  # fmt: skip
+        elif isinstance(e, Looked):
+            visible = ended == "commit" and end_index < i
+            if e.found != visible:
+                why = (
+                    f"the commit at #{end_index} came before the SELECT"
+                    if visible
+                    else "READ COMMITTED: no other session sees an uncommitted row"
+                    if ended is None
+                    else "the transaction rolled back: the row never existed"
+                )
+                out.append(
+                    Mismatch(i, f"found={visible}", f"found={e.found}",
+                             f"{e.execution}'s look-up: {why}")
+                )  # fmt: skip
+    return out
+
+
+def violations(events: Sequence[Event]) -> list[Violation]:
+    """``task-finds-its-row``: every look-up finds the row its sender wrote."""
+    return [
+        Violation(
+            "task_finds_its_row",
+            i,
+            (e.execution,),
+            f"{e.execution} ran and did not find the row its sender had written",
+        )
+        for i, e in enumerate(events)
+        if isinstance(e, Looked) and not e.found
+    ]
+
+
+def expected_verdict(config: PublishConfig) -> Prediction:
+    """in-transaction and delay-on-commit (transaction not on ``default``): violated on
+    every pool (one task suffices: it runs before the commit, or after a rollback);
+    on-commit with ``using``: holds."""
+    return "violated" if publishes_at_once(config.mode) else "holds"
+
+
+def why(config: PublishConfig) -> str:
+    if config.mode == "in-transaction":
+        return (
+            "apply_async inside atomic() publishes at once: the worker may SELECT before "
+            "the commit (READ COMMITTED hides the row) or after a rollback"
+        )
+    if config.mode == "delay-on-commit":
+        return (
+            "DjangoTask.apply_async_on_commit registers on_commit on the default database "
+            "(celery/contrib/django/task.py, no using=); the transaction is on another "
+            "one, so Django sends at once"
+        )
+    return (
+        "on_commit(using=the transaction's database) sends only after the commit and "
+        "never after a rollback (django/db/transaction.py)"
+    )
