@@ -229,6 +229,17 @@ class Cluster:
         )
         worker.queues.append(queue)
 
+    def drop_connection(self, worker: Worker) -> None:
+        """Cut ``worker``'s main process's connections to the broker, and wait until
+        it says it did (it reconnects by itself)."""
+        ctl = self.controller
+        before = ctl.dropped.get(worker.hostname, 0)
+        ctl.command(worker.main(), {"t": "drop"})
+        ctl.wait(
+            lambda: ctl.dropped.get(worker.hostname, 0) > before,
+            f"worker {worker.hostname} to drop its broker connections",
+        )
+
     def _new_worker(self, spec: WorkerSpec) -> Worker:
         self._incarnations += 1
         worker = Worker(

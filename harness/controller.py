@@ -139,6 +139,7 @@ class Controller:
         self.messages: dict[str, Message] = {}  # task id -> message, this example
         self._reports: list[h.Event] = []  # broker / backend reports not yet in history
         self.adopted: set[tuple[str, str]] = set()  # (worker, queue) it now consumes
+        self.dropped: dict[str, int] = {}  # worker -> broker connections it was told to drop
         self._last_exec: dict[int, str] = {}  # channel -> the execution that ended on it
         # Delivery runs: several executions can start between two quiescent points
         # (a restore hands out several messages), their starts racing each other.
@@ -230,6 +231,8 @@ class Controller:
             self._delivery(kind, msg, cid)
         elif kind == "adopted":
             self.adopted.add((msg["worker"], msg["queue"]))
+        elif kind == "dropped":
+            self.dropped[msg["worker"]] = self.dropped.get(msg["worker"], 0) + 1
         elif kind == "hello":
             self._hello(cid, msg)
         elif kind == "start":
@@ -282,8 +285,9 @@ class Controller:
             else:
                 self.history.append(receipt)
         elif kind == "ack":
-            m.settled_by.append(msg["worker"])
-            self._reports.append(h.Acked(m.task))
+            m.settled_by.append(msg["worker"])  # acked, or its ack failed: done with it
+            failed = msg.get("failed")
+            self._reports.append(h.AckFailed(m.task, failed) if failed else h.Acked(m.task))
         elif kind == "reject":
             m.settled_by.append(msg["worker"])
             m.requeued += bool(msg["requeue"])

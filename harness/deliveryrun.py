@@ -12,6 +12,10 @@ message acked). Moves:
     kill tN      SIGKILL tN's process: a prefork child, the whole worker otherwise
     kill-main tN SIGKILL the main process of tN's worker (prefork: children die too)
     term         SIGTERM to the active worker (warm shutdown); the standby takes over
+    quit         SIGQUIT to the active worker (cold shutdown); it exits, the standby
+                 takes over (fixed claims only: properties/semantics.py)
+    drop         cut the active worker's broker connections; it reconnects (fixed
+                 claims only)
     vt           Redis: the visibility timeout passes now for every unacked message
 
 When the active worker's main process dies, the warm standby adopts its queue. A
@@ -62,6 +66,7 @@ class DeliveryRunner:
         self.spec = WorkerSpec(
             config.pool, config.concurrency, acks_late=config.acks_late,
             reject_on_worker_lost=config.reject_on_worker_lost, broker=config.broker,
+            acks_on_failure=config.acks_on_failure,
             track_started=config.track_started, prefetch=config.prefetch,
         )  # fmt: skip
         self.capacity = config.concurrency
@@ -80,7 +85,7 @@ class DeliveryRunner:
         self._workers = 1
         ctl.aliases[self.worker.hostname] = "w1"
         ctl.defer_starts = True  # added at each quiescent point, in task order
-        self._counts = {"submit": 0, "kill": 0, "vt": 0, "term": 0}
+        self._counts = {"submit": 0, "kill": 0, "vt": 0, "term": 0, "quit": 0, "drop": 0}
         self._handled: dict[str, int] = {}  # task id -> losses its main must handle
         self.draining: list[Worker] = []  # warm shutdown under way: they finish and exit
         self._waiting: str | None = None  # what the last look at quiescence waited for
@@ -212,8 +217,12 @@ class DeliveryRunner:
             moves += [f"kill {e.id}" for e in here_parked]
             if self.config.pool == "prefork":
                 moves += [f"kill-main {e.id}" for e in here_parked]
-        if "term" in self.allowed and self._counts["term"] < MAX_SHUTDOWNS and here_parked:
-            moves.append("term")
+        if "drop" in self.allowed and self._counts["drop"] < MAX_SHUTDOWNS and here_parked:
+            moves.append("drop")
+        shutdowns = self._counts["term"] + self._counts["quit"]
+        for verb in ("term", "quit"):
+            if verb in self.allowed and shutdowns < MAX_SHUTDOWNS and here_parked:
+                moves.append(verb)
         return moves
 
     # --- applying a move -----------------------------------------------------------------
@@ -239,6 +248,14 @@ class DeliveryRunner:
         if verb == "term":
             self._counts["term"] += 1
             self._warm_shutdown(run)
+            return
+        if verb == "quit":
+            self._counts["quit"] += 1
+            self._cold_shutdown(run)
+            return
+        if verb == "drop":
+            self._counts["drop"] += 1
+            self._drop(run)
             return
         if verb == "vt":
             self._counts["vt"] += 1
@@ -291,6 +308,51 @@ class DeliveryRunner:
         self.draining.append(worker)
         self.cluster.retire(worker)
         self._take_over(run)
+
+    def _cold_shutdown(self, run: DeliveryRun) -> None:
+        """SIGQUIT to the active worker's main process: Celery cancels the runs (their
+        children get SIGTERM), stops the pool and exits on its own; this waits for
+        the exit. What the worker held unacked goes back to the broker: RabbitMQ when
+        the connection closes, Redis if the worker's own restore at shutdown finishes
+        (otherwise the entry stays unacked until a ``vt``)."""
+        ctl, worker = self.cluster.controller, self.worker
+        host = worker.hostname
+        run.history.append(h.Shutdown(ctl.aliases.get(host, "?"), "cold"))
+        victims = [e for e in ctl.live() if self._on(worker, e)]
+        procs = worker.processes()
+        worker.quit()
+        # A process counts as gone at the end of its report stream: every report it
+        # sent (acks, rejects, states) has been read by then.
+        ctl.wait(lambda: not any(p.alive for p in procs), f"worker {worker.spec.name} to exit")
+        # A cancelled prefork run gets SIGTERM, which billiard turns into SystemExit
+        # inside the task: it ends ("done", error) rather than vanishing.
+        ctl.wait(
+            lambda: all(e.state in ("dead", "done") for e in victims), "the cancelled runs to go"
+        )
+        unacked = set(self.broker.unacked_ids()) if self.config.broker == "redis" else set()
+        for tid, m in ctl.messages.items():
+            # Given back by the broker (AMQP) or restored by the worker (Redis).
+            if tid not in unacked:
+                m.closed += m.outstanding(host)
+        if self.config.broker == "amqp":
+            ctl.wait(
+                lambda: self.broker.consumers(self.queue) == 0,
+                "RabbitMQ to drop the exited worker's consumer", poll=BROKER_POLL,
+            )  # fmt: skip
+        self.cluster.retire(worker)
+        self._take_over(run)
+
+    def _drop(self, run: DeliveryRun) -> None:
+        """The active worker loses the broker and reconnects by itself. Its unacked
+        deliveries come back: RabbitMQ requeues a dead connection's at once, and on
+        Redis the worker restores its own as it closes the dead channel (kombu's
+        virtual ``Channel.close``: ``restore_unacked_once``; seen in every run here).
+        The next settle waits for those redeliveries to arrive."""
+        ctl, worker = self.cluster.controller, self.worker
+        run.history.append(h.ConnectionDropped(ctl.aliases.get(worker.hostname, "?")))
+        self.cluster.drop_connection(worker)
+        for m in ctl.messages.values():
+            m.closed += m.outstanding(worker.hostname)
 
     def _kill_main(self, run: DeliveryRun) -> None:
         ctl, worker = self.cluster.controller, self.worker

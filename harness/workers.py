@@ -28,6 +28,7 @@ class WorkerSpec:
     concurrency: int
     acks_late: bool = False
     reject_on_worker_lost: bool = False
+    acks_on_failure: bool = True  # task_acks_on_failure_or_timeout
     broker: str = "redis"
     track_started: bool = False
     prefetch: int = 1
@@ -39,6 +40,7 @@ class WorkerSpec:
         flags = ("-late" if self.acks_late else "") + (
             "-requeue" if self.reject_on_worker_lost else ""
         )
+        flags += "" if self.acks_on_failure else "-nofailack"
         extra = ("-started" if self.track_started else "") + (
             f"-p{self.prefetch}" if self.prefetch != 1 else ""
         )
@@ -91,6 +93,7 @@ class Worker:
             SUITE_WORKER=self.hostname,
             SUITE_ACKS_LATE="1" if self.spec.acks_late else "0",
             SUITE_REJECT_ON_WORKER_LOST="1" if self.spec.reject_on_worker_lost else "0",
+            SUITE_ACKS_ON_FAILURE="1" if self.spec.acks_on_failure else "0",
             SUITE_TRACK_STARTED="1" if self.spec.track_started else "0",
             SUITE_PREFETCH=str(self.spec.prefetch),
             SUITE_STATE_INIT="" if self.spec.state_init is None else str(self.spec.state_init),
@@ -203,6 +206,11 @@ class Worker:
         """SIGTERM to the main process only: Celery's warm shutdown."""
         if self._managed is not None:
             self._managed.signal(signal.SIGTERM)
+
+    def quit(self) -> None:
+        """SIGQUIT to the main process only: Celery's cold shutdown."""
+        if self._managed is not None:
+            self._managed.signal(signal.SIGQUIT)
 
     def restart(self) -> None:
         self.kill_main()

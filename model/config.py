@@ -130,6 +130,9 @@ class DeliveryConfig:
     concurrency: int
     acks_late: bool
     reject_on_worker_lost: bool = False
+    # task_acks_on_failure_or_timeout: with acks_late, False rejects (no requeue) a
+    # delivery whose run failed instead of acking it.
+    acks_on_failure: bool = True
     effect: str = "insert-on-conflict"
     track_started: bool = True
     prefetch: int = 1  # worker_prefetch_multiplier
@@ -148,6 +151,8 @@ class DeliveryConfig:
             raise ValueError("the solo pool runs one task at a time: concurrency must be 1")
         if self.reject_on_worker_lost and not self.acks_late:
             raise ValueError("reject_on_worker_lost only acts with acks_late (Celery ignores it)")
+        if not self.acks_on_failure and not self.acks_late:
+            raise ValueError("acks_on_failure=False only acts with acks_late (Celery ignores it)")
 
     @property
     def ack(self) -> str:

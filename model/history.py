@@ -171,6 +171,21 @@ class Acked(Event):
 
 
 @dataclass(frozen=True)
+class AckFailed(Event):
+    """The worker's ack raised: the channel the delivery came on is gone."""
+
+    task: str
+    error: str
+
+
+@dataclass(frozen=True)
+class ConnectionDropped(Event):
+    """A worker's connections to the broker were cut (it reconnects by itself)."""
+
+    worker: str
+
+
+@dataclass(frozen=True)
 class Rejected(Event):
     task: str
     requeue: bool

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from properties.search import Outcome
-from properties.semantics import ClaimResult
+from properties.semantics import UNTESTED, ClaimResult
 
 
 @dataclass
@@ -27,6 +27,8 @@ class Findings:
     def write(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         rows = [o.row() for o in self.outcomes] + [c.row() for c in self.claims]
+        if self.claims:  # the reference rows no run checks, with the reason
+            rows += [u.row() for u in UNTESTED]
         self.path.write_text(json.dumps(rows, indent=2) + "\n")
 
     def table(self) -> str:
@@ -54,6 +56,7 @@ class Findings:
                 + ("" if c.verdict == "confirmed" else f" -- {c.detail}")
                 for c in self.claims
             ]
+            claim_lines += [f"  [not tested] {u.id}: {u.text} -- {u.reason}" for u in UNTESTED]
             lines += ["", "semantics reference, row by row:", *claim_lines]
         shown = [o for o in self.outcomes if o.failure is not None]
         parts = ["\n".join(lines), f"{len(self.outcomes)} findings: {summary}"]

@@ -20,7 +20,7 @@ from model import history as h
 from model.config import DeliveryConfig
 from properties.timeline import render
 
-FAULTS = ("kill", "kill-main", "vt")
+FAULTS = ("kill", "kill-main", "vt", "term", "quit", "drop")
 Check = Callable[[Sequence[h.Event], list[int]], str | None]  # None: confirmed; else why not
 
 
@@ -36,6 +36,8 @@ class Claim:
     pool: str = "prefork"
     inferred: bool = False
     retries: int = 0  # the task asks to be retried this many times
+    max_retries: int = 3  # 0 with retries=1: the run fails (MaxRetriesExceededError)
+    acks_on_failure: bool = True  # task_acks_on_failure_or_timeout
     tasks: int = 1
 
 
@@ -61,6 +63,7 @@ class ClaimResult:
                 "concurrency": 1 if c.pool == "solo" else 2,
                 "acks_late": c.ack != "early",
                 "reject_on_worker_lost": c.ack == "late+requeue",
+                "acks_on_failure_or_timeout": c.acks_on_failure,
                 "fault": ",".join(m for m in c.moves if m.split()[0] in FAULTS) or "none",
             },
             "verdict": self.verdict,
@@ -202,6 +205,79 @@ def _first_ack_clears_entry(ev: Sequence[h.Event], probes: list[int]) -> str | N
     return None
 
 
+def _lost_shown_retry(ev: Sequence[h.Event], _: list[int]) -> str | None:
+    if len(_runs(ev)) != 1:
+        return f"{len(_runs(ev))} runs: it was delivered again"
+    if "RETRY" not in _states(ev) or _final(ev) != "RETRY":
+        return f"states {_states(ev)}, final {_final(ev)}"
+    return None
+
+
+def _cold_back(ev: Sequence[h.Event], _: list[int]) -> str | None:
+    runs = _runs(ev)
+    if len(runs) != 2 or not runs[1].redelivered:
+        return f"runs {[(r.execution, r.redelivered) for r in runs]}: the message was lost"
+    if _of(ev, h.Acked) and ev.index(_of(ev, h.Acked)[0]) < ev.index(runs[1]):
+        return "the cancelled run's message was acked"
+    if "FAILURE" in _states(ev) or "RETRY" in _states(ev):
+        return f"states {_states(ev)}: a cancelled acks_late run wrote a state"
+    return None
+
+
+def _failed_then(settle: str) -> Check:
+    """A run that failed (MaxRetriesExceededError): FAILURE, never redelivered, and its
+    delivery ``acked`` or ``rejected`` (without requeue)."""
+
+    def check(ev: Sequence[h.Event], _: list[int]) -> str | None:
+        acked, rejected = _of(ev, h.Acked), _of(ev, h.Rejected)
+        if len(_runs(ev)) != 1 or _final(ev) != "FAILURE":
+            return f"{len(_runs(ev))} runs, final {_final(ev)}"
+        if settle == "acked" and (not acked or rejected):
+            return f"acked {len(acked)}, rejected {[r.requeue for r in rejected]}"
+        if settle == "rejected" and (acked or [r.requeue for r in rejected] != [False]):
+            return f"acked {len(acked)}, rejected {[r.requeue for r in rejected]}"
+        return None
+
+    return check
+
+
+def _retry_published_first(ev: Sequence[h.Event], _: list[int]) -> str | None:
+    runs = _runs(ev)
+    retry = next((r for r in runs if r.level == 1), None)
+    first_end = _idx(ev, lambda e: isinstance(e, h.Finished) and e.execution == runs[0].execution)
+    if retry is None:
+        return f"no run at level 1: runs {[(r.execution, r.level) for r in runs]}"
+    if not 0 <= ev.index(retry) < first_end:
+        return f"the retry started at #{ev.index(retry)}, the first run raised at #{first_end}"
+    return None
+
+
+def _two_lineages(ev: Sequence[h.Event], _: list[int]) -> str | None:
+    runs = [(r.level, r.redelivered) for r in _runs(ev)]
+    if (0, True) not in runs or not any(level == 1 for level, _ in runs):
+        return f"runs (level, redelivered): {runs}: one lineage"
+    return None
+
+
+def _run_twice(ack: str) -> Check:
+    """Two runs that both return, the second redelivered while the first still ran;
+    the first run's ack ``failed`` or ``succeeded``."""
+
+    def check(ev: Sequence[h.Event], _: list[int]) -> str | None:
+        runs = _runs(ev)
+        done = [e for e in _of(ev, h.Finished) if e.status == "ok"]
+        if len(runs) != 2 or not runs[1].redelivered or len(done) != 2:
+            return f"runs {[(r.execution, r.redelivered) for r in runs]}, {len(done)} returned"
+        if ev.index(runs[1]) > ev.index(done[0]):
+            return "the second run started after the first returned"
+        failed = bool(_of(ev, h.AckFailed))
+        if failed != (ack == "failed"):
+            return f"the first run's ack {'failed' if failed else 'succeeded'}"
+        return None
+
+    return check
+
+
 CLAIMS: tuple[Claim, ...] = (
     Claim("ack.early", "1", "task_acks_late=False acks when the pool accepts the job",
           "early", ("submit",), _acked_at_start),
@@ -233,6 +309,40 @@ CLAIMS: tuple[Claim, ...] = (
           "only after the visibility timeout, to a consuming worker, flagged redelivered",
           "late", ("submit", "step t1", "kill-main t1", "vt"), _back_only_after_vt,
           brokers=("redis",)),
+    Claim("acks-on-failure", "1", "acks_late, a run that fails: acked "
+          "(task_acks_on_failure_or_timeout=True, the default), FAILURE stored, not "
+          "redelivered", "late", ("submit",), _failed_then("acked"), retries=1,
+          max_retries=0),
+    Claim("acks-on-failure.off", "1", "acks_late with task_acks_on_failure_or_timeout="
+          "False, a run that fails: rejected without requeue, FAILURE stored, not "
+          "redelivered", "late", ("submit",), _failed_then("rejected"), retries=1,
+          max_retries=0, acks_on_failure=False),
+    Claim("cold-shutdown.early", "2", "cold shutdown (SIGQUIT) under a running "
+          "early-acked task: terminated and stored as RETRY, yet nothing is published "
+          "again: lost, shown as RETRY", "early", ("submit", "step t1", "quit"),
+          _lost_shown_retry, inferred=True),
+    Claim("cold-shutdown.late", "2", "cold shutdown (SIGQUIT) under a running acks_late "
+          "task: terminated, not acked, no state written; the message goes back and "
+          "runs again, flagged redelivered (on Redis the restore at shutdown may not "
+          "finish: then after the visibility timeout)", "late",
+          ("submit", "step t1", "quit"), _cold_back, inferred=True),
+    Claim("retry.publish-first", "4", "self.retry() publishes the new message (same task "
+          "id, retries+1) before it raises Retry: the retry can start while the first run "
+          "has not returned", "late", ("submit",), _retry_published_first, retries=1),
+    Claim("retry.two-lineages", "4", "acks_late + reject_on_worker_lost, a child killed "
+          "after self.retry() published and before the original is acked: the original "
+          "comes back next to its retry; two lineages run under one task id",
+          "late+requeue", ("submit", "step t1", "step t1", "step t1", "kill t1"),
+          _two_lineages, retries=1, inferred=True),
+    Claim("connection-loss", "2", "broker connection lost under a running acks_late task: "
+          "the run goes on, its ack fails, and the message, given back by the broker, "
+          "runs a second time (celery #4671)", "late", ("submit", "step t1", "drop"),
+          _run_twice("failed"), brokers=("amqp",)),
+    Claim("connection-loss.redis", "2,3", "Redis: broker connection lost under a running "
+          "acks_late task: the worker restores its unacked message as it closes the dead "
+          "channel, so it runs a second time while the first run goes on; the first "
+          "run's ack succeeds (and clears the entry both deliveries share)", "late",
+          ("submit", "step t1", "drop"), _run_twice("succeeded"), brokers=("redis",)),
     Claim("warm-shutdown", "2", "warm shutdown (SIGTERM): the worker finishes the running "
           "task, acks it, and exits; nothing runs twice", "late",
           ("submit", "step t1", "term"), _finished_once),
@@ -251,6 +361,53 @@ CLAIMS: tuple[Claim, ...] = (
 )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Untested:
+    """A row of sections 1-5 no fixed run checks yet, and why: listed in the findings
+    so the report shows the whole reference, not only what passed."""
+
+    id: str
+    section: str
+    text: str
+    reason: str
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "claim": self.id, "section": self.section, "statement": self.text,
+            "config": {}, "verdict": "not tested", "detail": self.reason,
+            "scenario": "", "timeline": "",
+        }  # fmt: skip
+
+
+UNTESTED: tuple[Untested, ...] = (
+    Untested("dedup", "1", "worker_deduplicate_successful_tasks skips a redelivered "
+             "acks_late task whose stored state is SUCCESS",
+             "the skip happens in the tracer before the task body and sends no signal the "
+             "harness observes, so the runner would wait for a start that never comes"),
+    Untested("prefetch.reserved", "1", "reserved (prefetched) messages are never acked "
+             "and come back after any kill", "the runners submit only into a free slot; "
+             "a scenario that fills the prefetch buffer on purpose is not generated yet"),
+    Untested("cancel-on-connection-loss", "1", "worker_cancel_long_running_tasks_on_"
+             "connection_loss terminates running acks_late tasks (stored as RETRY)",
+             "the harness does not pass that worker setting yet (the drop move exists)"),
+    Untested("child-written-not-accepted", "2", "a job written to a child but not yet "
+             "accepted is given to another child", "no scheduling point inside the pool"),
+    Untested("kill-between-accept-and-ack", "2", "(inferred) a kill between \"child "
+             "accepted\" and \"parent acked\" redelivers a partly run early-ack task",
+             "no scheduling point inside Celery between the two"),
+    Untested("eta-beyond-vt", "3", "Redis: an ETA/countdown longer than the visibility "
+             "timeout is delivered again, repeatedly", "scenarios send no countdown yet"),
+    Untested("consumer-timeout", "3", "RabbitMQ consumer_timeout closes a channel whose "
+             "delivery stays unacked too long", "needs minutes of wall time per run"),
+    Untested("success-not-overwritten", "4", "key-value backends refuse to overwrite "
+             "SUCCESS (non-atomically), the database backend does not",
+             "the order of two lineages' state writes is a race the harness does not "
+             "control (README: Choices and limits)"),
+    Untested("chord-fails", "5", "a WorkerLostError failure fails a chord waiting on that "
+             "task", "the scenarios send no canvas yet"),
+)  # fmt: skip
+
+
 def _entries(cluster: Cluster, runner: DeliveryRunner) -> int:
     """Unacked entries of this scenario's messages (not of earlier ones)."""
     mine = cluster.controller.messages
@@ -261,8 +418,9 @@ def check(cluster: Cluster, claim: Claim, broker: str) -> ClaimResult:
     config = DeliveryConfig(
         broker, claim.pool, 1 if claim.pool == "solo" else 2, acks_late=claim.ack != "early",  # type: ignore[arg-type]
         reject_on_worker_lost=claim.ack == "late+requeue", retries=claim.retries,
+        max_retries=claim.max_retries, acks_on_failure=claim.acks_on_failure,
     )  # fmt: skip
-    runner = DeliveryRunner(cluster, config, frozenset({"kill", "vt", "term"}))
+    runner = DeliveryRunner(cluster, config, frozenset({"kill", "vt", "term", "quit", "drop"}))
     # AMQP has no visibility timeout: what Redis waits for it for comes back at once.
     queue = [m for m in claim.moves if not (m == "vt" and broker == "amqp")]
     probes: list[int] = []

@@ -57,6 +57,10 @@ def _line(e: h.Event, where: dict[str, str]) -> tuple[str, str]:
             return "-", "VISIBILITY TIMEOUT passes (Redis restores unacked messages)"
         case h.Acked(task=t):
             return "-", f"broker: {t} acked"
+        case h.AckFailed(task=t, error=why):
+            return "-", f"broker: {t} ack FAILED ({why})"
+        case h.ConnectionDropped(worker=w):
+            return "-", f"BROKER CONNECTION of {w} DROPPED"
         case h.Rejected(task=t, requeue=r):
             return "-", f"broker: {t} rejected" + (", requeued" if r else "")
         case h.StateWritten(task=t, state=s):

@@ -121,8 +121,19 @@ def _report_deliveries() -> None:
     ack, reject, on_failure = Message.ack, Message.reject, Request.on_failure
 
     def acknowledge(self: Any, multiple: bool = False) -> None:
-        ack(self, multiple=multiple)
-        if (tid := (self.headers or {}).get("id")) is not None:
+        tid = (self.headers or {}).get("id")
+        try:
+            ack(self, multiple=multiple)
+        except Exception as exc:
+            # The channel the delivery came on is gone (the connection dropped):
+            # Celery logs "Couldn't ack"; the broker has given the message back.
+            if tid is not None:
+                points.notify(
+                    "ack", id=tid, worker=worker, tag=str(self.delivery_tag),
+                    failed=f"{type(exc).__name__}: {exc}",
+                )  # fmt: skip
+            raise
+        if tid is not None:
             points.notify("ack", id=tid, worker=worker, tag=str(self.delivery_tag))
 
     def rejected(self: Any, requeue: bool = False) -> None:
@@ -205,6 +216,8 @@ def _commands(consumer: Any, agent: socket.socket) -> None:
         msg = json.loads(line)
         if msg.get("t") == "adopt":
             consumer.call_soon(_adopt, consumer, agent, msg["queue"])
+        elif msg.get("t") == "drop":
+            _drop(consumer, agent)
 
 
 def _adopt(consumer: Any, agent: socket.socket, queue: str) -> None:
@@ -212,6 +225,29 @@ def _adopt(consumer: Any, agent: socket.socket, queue: str) -> None:
     consumer.add_task_queue(queue)
     reply = {"t": "adopted", "queue": queue, "worker": os.environ.get("SUITE_WORKER", "?")}
     agent.sendall(json.dumps(reply).encode() + b"\n")
+
+
+def _drop(consumer: Any, agent: socket.socket) -> None:
+    """Lose the broker: shut down every TCP connection this process has to the broker's
+    port, as a network failure or a broker-side close would. Celery and kombu see the
+    error on their next read and reconnect on their own."""
+    import psutil
+    from kombu.utils.url import urlparse
+
+    port = urlparse(consumer.app.conf.broker_url).port
+    dropped = 0
+    for conn in psutil.Process().net_connections(kind="tcp"):
+        if conn.raddr and conn.raddr.port == port and conn.fd != -1:
+            sock = socket.socket(fileno=conn.fd)
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+                dropped += 1
+            except OSError:
+                pass  # already closed
+            finally:
+                sock.detach()  # the fd stays the library's
+    worker = os.environ.get("SUITE_WORKER", "?")
+    agent.sendall(json.dumps({"t": "dropped", "worker": worker, "n": dropped}).encode() + b"\n")
 
 
 _locks: dict[str, Any] = {}

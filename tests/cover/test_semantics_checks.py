@@ -1,0 +1,90 @@
+"""The semantics rows' checks, on hand-written histories: each says "confirmed" for the
+history the row describes and names what differs otherwise (no servers needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from model import history as h
+from model.config import DeliveryConfig
+from properties import semantics as sem
+from properties.timeline import render
+
+START = h.Started("t1", "t1", "w1.c1")
+AGAIN = h.Started("t1#2", "t1", "w1.c2", redelivered=True)
+
+
+def test_connection_loss_runs_twice_and_the_first_ack_fails_or_not() -> None:
+    amqp = [
+        START,
+        h.ConnectionDropped("w1"),
+        AGAIN,
+        h.Finished("t1", "ok"),
+        h.AckFailed("t1", "RecoverableConnectionError"),
+        h.Finished("t1#2", "ok"),
+        h.Acked("t1"),
+    ]
+    assert sem._run_twice("failed")(amqp, []) is None
+    assert sem._run_twice("succeeded")(amqp, []) == "the first run's ack failed"
+    redis = [e if not isinstance(e, h.AckFailed) else h.Acked("t1") for e in amqp]
+    assert sem._run_twice("succeeded")(redis, []) is None
+    # A second run that only starts once the first returned is not the overlap the row means.
+    late = [START, h.Finished("t1", "ok"), AGAIN, h.Finished("t1#2", "ok")]
+    assert "after the first returned" in str(sem._run_twice("succeeded")(late, []))
+    assert "runs" in str(sem._run_twice("failed")([START, h.Finished("t1", "ok")], []))
+
+
+def test_a_failed_run_is_acked_or_rejected_without_requeue() -> None:
+    base = [START, h.Finished("t1", "error"), h.StateWritten("t1", "FAILURE")]
+    acked = [*base, h.Acked("t1"), h.FinalState("t1", "FAILURE")]
+    rejected = [*base, h.Rejected("t1", False), h.FinalState("t1", "FAILURE")]
+    assert sem._failed_then("acked")(acked, []) is None
+    assert sem._failed_then("rejected")(rejected, []) is None
+    assert sem._failed_then("acked")(rejected, []) is not None
+    assert sem._failed_then("rejected")(acked, []) is not None
+    requeued = [*base, h.Rejected("t1", True), h.FinalState("t1", "FAILURE")]
+    assert sem._failed_then("rejected")(requeued, []) is not None
+
+
+def test_cold_shutdown_checks() -> None:
+    lost = [
+        START,
+        h.Shutdown("w1", "cold"),
+        h.StateWritten("t1", "RETRY"),
+        h.FinalState("t1", "RETRY"),
+    ]
+    assert sem._lost_shown_retry(lost, []) is None
+    assert sem._lost_shown_retry([*lost[:2], h.FinalState("t1", "FAILURE")], []) is not None
+    back = [START, h.Shutdown("w1", "cold"), AGAIN, h.Acked("t1"), h.FinalState("t1", "SUCCESS")]
+    assert sem._cold_back(back, []) is None
+    acked_first = [START, h.Acked("t1"), h.Shutdown("w1", "cold"), AGAIN]
+    assert sem._cold_back(acked_first, []) == "the cancelled run's message was acked"
+    assert sem._cold_back([*back, h.StateWritten("t1", "RETRY")], []) is not None
+
+
+def test_retry_claims() -> None:
+    retry = h.Started("t1#2", "t1", "w1.c2", level=1)
+    assert sem._retry_published_first([START, retry, h.Finished("t1", "ok")], []) is None
+    assert sem._retry_published_first([START, h.Finished("t1", "ok"), retry], []) is not None
+    assert sem._two_lineages([START, retry, AGAIN], []) is None
+    assert sem._two_lineages([START, retry], []) is not None
+
+
+def test_untested_rows_are_distinct_from_run_rows_and_say_why() -> None:
+    ids = [c.id for c in sem.CLAIMS]
+    assert len(set(ids)) == len(ids)
+    for u in sem.UNTESTED:
+        assert u.id not in ids and u.reason
+        assert u.row()["verdict"] == "not tested"
+
+
+def test_acks_on_failure_off_needs_acks_late() -> None:
+    with pytest.raises(ValueError, match="acks_late"):
+        DeliveryConfig("redis", "prefork", 2, acks_late=False, acks_on_failure=False)
+    DeliveryConfig("redis", "prefork", 2, acks_late=True, acks_on_failure=False)
+
+
+def test_timeline_shows_a_dropped_connection_and_a_failed_ack() -> None:
+    text = render([h.ConnectionDropped("w1"), h.AckFailed("t1", "RecoverableConnectionError")])
+    assert "BROKER CONNECTION of w1 DROPPED" in text
+    assert "t1 ack FAILED (RecoverableConnectionError)" in text
