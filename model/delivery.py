@@ -36,9 +36,20 @@ class Mismatch:
 
 
 @dataclass
+class _Copy:
+    """One published message. Two lineages can each publish ``retries=n`` of one task
+    id: two copies, each with its own delivery tag and so its own Redis entry."""
+
+    fresh: int = 1  # published, not yet delivered: will come with redelivered=False
+    back: int = 0  # given back (requeue, dead holder, timeout): will come redelivered
+    entry: bool = False  # Redis: the copy has an entry in the unacked hash
+
+
+@dataclass
 class _Delivery:
     worker: str  # the worker whose main process received it (w1, w2, ...)
     redelivered: bool
+    copy: _Copy
     execution: str | None = None  # set when a pool slot starts it
     process: str = ""
     running: bool = False
@@ -47,20 +58,22 @@ class _Delivery:
 
 @dataclass
 class _Message:
-    """One message: a task id and its ``retries`` level (a retry publishes a new one)."""
+    """The messages of a task id at one ``retries`` level (a retry publishes a new
+    one, so two lineages make two copies of one level)."""
 
     task: str
     level: int
-    fresh: int = 1  # published, not yet delivered: will come with redelivered=False
-    back: int = 0  # given back (requeue, dead holder, timeout): will come redelivered
+    copies: list[_Copy] = field(default_factory=lambda: [_Copy()])
+    deliveries: list[_Delivery] = field(default_factory=list)
 
     @property
     def owed(self) -> int:
         """Deliveries the broker must still make."""
-        return self.fresh + self.back
+        return sum(c.fresh + c.back for c in self.copies)
 
-    redis_entry: bool = False  # Redis: the message has an entry in the unacked hash
-    deliveries: list[_Delivery] = field(default_factory=list)
+    def take(self, redelivered: bool) -> _Copy | None:
+        """The copy a delivery with this flag comes from: given back, or fresh."""
+        return next((c for c in self.copies if (c.back if redelivered else c.fresh) > 0), None)
 
 
 @dataclass
@@ -107,8 +120,8 @@ class DeliveryModel:
                     self._started(i, e)
                 case h.RetryPublished(execution=x, task=t, level=n):
                     self._retried[x] = "RETRY"
-                    m = self.messages.setdefault((t, n), _Message(t, n, fresh=0))
-                    m.fresh += 1  # two lineages can each publish retries=n
+                    m = self.messages.setdefault((t, n), _Message(t, n, copies=[]))
+                    m.copies.append(_Copy())  # two lineages can each publish retries=n
                 case h.RetriesExhausted(execution=x):
                     self._retried[x] = "FAILURE"
                 case h.Finished(execution=x, status=status):
@@ -151,26 +164,29 @@ class DeliveryModel:
                 + (" (Redis waits for the visibility timeout)" if redis else ""),
             )  # fmt: skip
             if m is None:
-                m = self.messages[(e.task, e.level)] = _Message(e.task, e.level, fresh=0)
+                m = self.messages[(e.task, e.level)] = _Message(e.task, e.level, copies=[])
         # A message handed out again carries the broker's redelivered flag; a fresh
         # one does not (kombu/transport/redis.py _do_restore_message; AMQP).
-        if e.redelivered and m.back > 0:
-            m.back -= 1
-        elif not e.redelivered and m.fresh > 0:
-            m.fresh -= 1
-        elif m.owed > 0:
+        copy = m.take(e.redelivered)
+        if copy is None and m.owed > 0:
             self._flag(
                 i, e.task, f"redelivered={not e.redelivered}", f"redelivered={e.redelivered}",
                 "a message handed out again carries the broker's redelivered flag, a "
                 "fresh one does not (kombu/transport/redis.py _do_restore_message; AMQP)",
             )  # fmt: skip
-            if m.fresh:
-                m.fresh -= 1
-            else:
-                m.back -= 1
-        m.deliveries.append(_Delivery(e.worker, e.redelivered))
+            copy = m.take(not e.redelivered)
+        if copy is None:  # flagged above: an extra delivery; follow it as a copy of its own
+            copy = _Copy(fresh=0)
+            m.copies.append(copy)
+        elif e.redelivered and copy.back > 0:
+            copy.back -= 1
+        elif copy.fresh > 0:
+            copy.fresh -= 1
+        else:
+            copy.back -= 1
+        m.deliveries.append(_Delivery(e.worker, e.redelivered, copy))
         # Early ack too: the message is unacked until a pool slot accepts it.
-        m.redis_entry = True
+        copy.entry = True
 
     def _started(self, i: int, e: h.Started) -> None:
         m = self.messages.get((e.task, e.level))
@@ -198,7 +214,7 @@ class DeliveryModel:
             # deferred to the worker's event loop (Consumer.call_soon_ack); the solo
             # pool runs the task inside that loop, so there it waits for the return.
             d.unacked = False
-            m.redis_entry = False  # one entry per message: any ack removes it
+            d.copy.entry = False  # one entry per message: any ack removes it
         self._by_execution[e.execution] = (m, d)
         if self.config.track_started:
             self.tasks[e.task].states.append("STARTED")
@@ -218,7 +234,7 @@ class DeliveryModel:
         task.states.append(end)
         if d.unacked:  # acks_late (or early on solo): acked once it returned or failed
             d.unacked = False
-            m.redis_entry = False
+            d.copy.entry = False
 
     def _killed(self, process: str) -> None:
         main = not _is_child(process)
@@ -243,8 +259,8 @@ class DeliveryModel:
                 if d.worker == worker and d.execution is None:
                     d.execution = "(given back at shutdown)"
                     d.unacked = False
-                    m.back += 1
-                    m.redis_entry = False
+                    d.copy.back += 1
+                    d.copy.entry = False
 
     def _lost_child(self, m: _Message, d: _Delivery) -> None:
         """A prefork child died under the execution; its main process handles it
@@ -257,18 +273,18 @@ class DeliveryModel:
             # ``_success_was_stored``, Celery 5.7; seen by the suite first).
             pass
         elif c.acks_late and c.reject_on_worker_lost:
-            m.back += 1  # rejected with requeue; no state written
+            d.copy.back += 1  # rejected with requeue; no state written
         else:
             task.states.append("FAILURE")  # acked (or already acked, early)
         d.unacked = False
-        m.redis_entry = False
+        d.copy.entry = False
 
     def _lost_with_worker(self, m: _Message, d: _Delivery) -> None:
         """The main process died: nothing runs on_failure, nothing is written."""
         if not d.unacked:
             return  # early ack: acked at start, lost for good
         if self.config.broker == "amqp":
-            m.back += 1  # the channel closed: the broker requeues at once
+            d.copy.back += 1  # the channel closed: the broker requeues at once
             d.unacked = False
         # Redis: the entry stays until the visibility timeout passes.
 
@@ -276,9 +292,10 @@ class DeliveryModel:
         if self.config.broker != "redis":
             return
         for m in self.messages.values():
-            if m.redis_entry:  # one entry per message, whatever its deliveries
-                m.back += 1
-                m.redis_entry = False
+            for c in m.copies:
+                if c.entry:  # one entry per message, whatever its deliveries
+                    c.back += 1
+                    c.entry = False
 
     # --- result states -------------------------------------------------------------------
 

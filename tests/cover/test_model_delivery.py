@@ -234,3 +234,45 @@ def test_two_lineages_each_publish_a_fresh_retry_message() -> None:
     from model.delivery_properties import one_lineage
 
     assert one_lineage(events)  # the old message ran after publishing its retry
+
+
+def test_two_lineages_publish_two_copies_of_one_level_each_with_its_own_redis_entry() -> None:
+    """Found by the full matrix (Redis, threads/2, retries=2, acks_late, two kills): the
+    model kept one unacked entry per (task id, level), so the ack of one lineage's
+    retries=1 copy also "removed" the other lineage's, and the visibility timeout that
+    brought that one back was called a mismatch. Each published copy has its own tag."""
+
+    def deliver(x: str, worker: str, redelivered: bool, level: int) -> list[h.Event]:
+        return [
+            h.Received("t1", worker, redelivered, level),
+            h.Started(x, "t1", worker, redelivered, level),
+        ]
+
+    events = [
+        h.Submitted("t1"),
+        *deliver("t1", "w1", False, 0),
+        h.RetryPublished("t1", "t1", 1),  # lineage A's retries=1 (copy X)
+        *deliver("t1#2", "w1", False, 1),
+        h.Killed("w1"), h.Restarted("w2"), h.VisibilityTimeout(),
+        *deliver("t1#3", "w2", True, 0),
+        *deliver("t1#4", "w2", True, 1),  # copy X again
+        h.RetryPublished("t1#3", "t1", 1),  # lineage B's retries=1 (copy Y)
+        h.Finished("t1#3", "ok"),
+        *deliver("t1#5", "w2", False, 1),  # copy Y
+        h.RetryPublished("t1#4", "t1", 2),
+        h.Finished("t1#4", "ok"),  # acks copy X: copy Y keeps its entry
+        *deliver("t1#6", "w2", False, 2),
+        h.Killed("w2"), h.Restarted("w3"), h.VisibilityTimeout(),
+        *deliver("t1#7", "w3", True, 1),  # copy Y, restored by the timeout
+        *deliver("t1#8", "w3", True, 2),
+    ]  # fmt: skip
+    config = DeliveryConfig("redis", "threads", 2, acks_late=True, retries=2)
+    deliveries = [m for m in check_delivery(config, events) if "delivery" in m.expected]
+    assert deliveries == []
+    # Without lineage B's publish there is one copy at retries=1, acked by t1#4:
+    # a delivery of it after the timeout is one too many.
+    one_copy = [e for e in events if e != h.RetryPublished("t1#3", "t1", 1)]
+    one_copy = [e for e in one_copy if not (isinstance(e, h.Started) and e.execution == "t1#5")]
+    one_copy.remove(h.Received("t1", "w2", False, 1))
+    flagged = [m for m in check_delivery(config, one_copy) if "delivery" in m.expected]
+    assert [m.expected for m in flagged] == ["no further delivery"]
