@@ -105,6 +105,20 @@ def natural(x: str) -> tuple[int, int]:
     return (int(m.group(1)), int(m.group(2) or 1)) if m else (10**9, 0)
 
 
+def play(
+    moves: list[str], enabled: Callable[[], list[str]], choose: Callable[[list[str]], str],
+    apply: Callable[[str], None], limit: int,
+) -> None:  # fmt: skip
+    """Every runner's loop: offer the enabled moves, play the chosen one (recorded in
+    ``moves``), until none is enabled; more than ``limit`` moves is a harness error."""
+    while options := enabled():
+        if len(moves) >= limit:
+            raise HarnessError(f"scenario did not finish within {limit} moves")
+        move = choose(options)
+        moves.append(move)
+        apply(move)
+
+
 def _name_order(name: str) -> tuple[int, str]:
     """w2.c3 before w2.c10; a main process's primes count."""
     head, _, n = name.rpartition(".c")

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from harness.cluster import Cluster
-from harness.controller import Execution, natural
+from harness.controller import Execution, natural, play
 from harness.errors import HarnessError
 from harness.workers import Worker, WorkerSpec
 from model import history as h
@@ -91,13 +91,12 @@ class DeliveryRunner:
         self._waiting: str | None = None  # what the last look at quiescence waited for
         try:
             self._settle(run)
-            while enabled := self.enabled(run, tasks):
-                if len(run.moves) >= MAX_MOVES:
-                    raise HarnessError(f"scenario did not finish within {MAX_MOVES} moves")
-                move = choose(enabled)
-                run.moves.append(move)
+
+            def apply(move: str) -> None:
                 self.apply(run, move)
                 self._settle(run)
+
+            play(run.moves, lambda: self.enabled(run, tasks), choose, apply, MAX_MOVES)
         except BaseException:
             self._reset()
             raise
@@ -319,11 +318,7 @@ class DeliveryRunner:
         host = worker.hostname
         run.history.append(h.Shutdown(ctl.aliases.get(host, "?"), "cold"))
         victims = [e for e in ctl.live() if self._on(worker, e)]
-        procs = worker.processes()
         worker.quit()
-        # A process counts as gone at the end of its report stream: every report it
-        # sent (acks, rejects, states) has been read by then.
-        ctl.wait(lambda: not any(p.alive for p in procs), f"worker {worker.spec.name} to exit")
         # A cancelled prefork run gets SIGTERM, which billiard turns into SystemExit
         # inside the task: it ends ("done", error) rather than vanishing.
         ctl.wait(
@@ -335,10 +330,7 @@ class DeliveryRunner:
             if tid not in unacked:
                 m.closed += m.outstanding(host)
         if self.config.broker == "amqp":
-            ctl.wait(
-                lambda: self.broker.consumers(self.queue) == 0,
-                "RabbitMQ to drop the exited worker's consumer", poll=BROKER_POLL,
-            )  # fmt: skip
+            self._await_consumer_gone()
         self.cluster.retire(worker)
         self._take_over(run)
 
@@ -362,15 +354,18 @@ class DeliveryRunner:
         worker.kill_main()
         ctl.wait(lambda: all(e.state == "dead" for e in victims), f"{main.name}'s executions to go")
         if self.config.broker == "amqp":
-            # The broker requeues a dead connection's unacked messages when it drops
-            # the consumer; wait for that, or the requeue could land after the verdict.
             for m in ctl.messages.values():
                 m.closed += m.outstanding(worker.hostname)
-            ctl.wait(
-                lambda: self.broker.consumers(self.queue) == 0,
-                "RabbitMQ to drop the dead worker's consumer", poll=BROKER_POLL,
-            )  # fmt: skip
+            self._await_consumer_gone()
         self._take_over(run)
+
+    def _await_consumer_gone(self) -> None:
+        """RabbitMQ requeues a closed connection's unacked messages when it drops its
+        consumer: wait for that, or the requeue could land after the verdict."""
+        self.cluster.controller.wait(
+            lambda: self.broker.consumers(self.queue) == 0,
+            "RabbitMQ to drop the gone worker's consumer", poll=BROKER_POLL,
+        )  # fmt: skip
 
     def _reset(self) -> None:
         """After a harness error: no leftovers for the next example."""

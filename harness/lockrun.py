@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from harness.cluster import Cluster
-from harness.controller import Execution, Proc, natural
+from harness.controller import Execution, Proc, natural, play
 from harness.errors import HarnessError
 from harness.workers import WorkerSpec
 from model import history as h
@@ -63,12 +63,8 @@ class LockRunner:
         self._counts = {"submit": 0, "kill": 0, "pause": 0, "expire": 0}
         self._acquiring_since_expiry = False
         try:
-            while enabled := self.enabled(tasks):
-                if len(run.moves) >= MAX_MOVES:
-                    raise HarnessError(f"scenario did not finish within {MAX_MOVES} moves")
-                move = choose(enabled)
-                run.moves.append(move)
-                self.apply(run, move)
+            play(run.moves, lambda: self.enabled(tasks), choose,
+                 lambda move: self.apply(run, move), MAX_MOVES)  # fmt: skip
         finally:
             self._cleanup()
         run.history.append(h.InvoiceCount(run.order, self.cluster.invoices(run.order)))

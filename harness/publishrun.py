@@ -21,7 +21,7 @@ from typing import Any
 from celery import signals
 
 from harness.cluster import Cluster
-from harness.controller import Execution
+from harness.controller import natural
 from harness.errors import HarnessError
 from harness.staterun import StateRun, StateRunner
 from harness.workers import WorkerSpec
@@ -85,7 +85,8 @@ class PublishRunner(StateRunner):
         open_ = self.txn is not None and self.txn.open
         if not live and not open_ and not self.published:
             return []
-        moves = [f"step {e.id}" for e in sorted(live, key=lambda e: e.id) if e.state == "parked"]
+        parked = sorted((e for e in live if e.state == "parked"), key=lambda e: natural(e.id))
+        moves = [f"step {e.id}" for e in parked]
         if open_:
             if self.submitted < tasks and len(live) + self.pending < self.capacity:
                 moves.append("submit")
@@ -133,13 +134,6 @@ class PublishRunner(StateRunner):
         while self.published:
             task = self.published.pop(0)
             self._name(run, self._started(task))
-
-    def _started(self, task: str) -> Execution:
-        ctl = self.cluster.controller
-        ctl.wait(lambda: ctl.started(task) is not None, f"{task} to start")
-        ex = ctl.started(task)
-        assert ex is not None
-        return ex
 
     def _cleanup(self) -> None:
         global _current

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.cluster import Cluster
-from harness.controller import Execution, natural
+from harness.controller import Execution, natural, play
 from harness.errors import HarnessError
 from harness.workers import WorkerSpec
 from model import history as h
@@ -83,12 +83,8 @@ class StateRunner:
         self.slots: dict[int, tuple[int, str]] = {}  # slot -> (pid, model name) holding it
         self._begin(run)
         try:
-            while enabled := self.enabled(tasks):
-                if len(run.moves) >= MAX_MOVES:
-                    raise HarnessError(f"scenario did not finish within {MAX_MOVES} moves")
-                move = choose(enabled)
-                run.moves.append(move)
-                self.apply(run, move)
+            play(run.moves, lambda: self.enabled(tasks), choose,
+                 lambda move: self.apply(run, move), MAX_MOVES)  # fmt: skip
         except BaseException:
             self._cleanup()
             raise
@@ -139,14 +135,19 @@ class StateRunner:
                 "key": self.key, "value": self.submitted,
             }  # fmt: skip
             self.cluster.send(self.worker, "suite.state", spec)
-            ctl.wait(lambda: ctl.started(task) is not None, f"{task} to start")
-            ex = ctl.started(task)
-            assert ex is not None
-            self._name(run, ex)
+            self._name(run, self._started(task))
         elif verb == "step":
             ctl.release(arg)
         else:
             raise HarnessError(f"unknown move {move!r}")
+
+    def _started(self, task: str) -> Execution:
+        """Wait for ``task``'s execution to start, and return it."""
+        ctl = self.cluster.controller
+        ctl.wait(lambda: ctl.started(task) is not None, f"{task} to start")
+        ex = ctl.started(task)
+        assert ex is not None
+        return ex
 
     # --- names -----------------------------------------------------------------------------
 

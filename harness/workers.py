@@ -208,9 +208,16 @@ class Worker:
             self._managed.signal(signal.SIGTERM)
 
     def quit(self) -> None:
-        """SIGQUIT to the main process only: Celery's cold shutdown."""
-        if self._managed is not None:
-            self._managed.signal(signal.SIGQUIT)
+        """SIGQUIT to the main process only: Celery's cold shutdown. Waits until every
+        process of the worker is gone (a process counts as gone at the end of its
+        report stream, so every report it sent has been read by then)."""
+        if self._managed is None:
+            return
+        ps = self.processes()
+        self._managed.signal(signal.SIGQUIT)
+        self.controller.wait(
+            lambda: not any(p.alive for p in ps), f"worker {self.spec.name} to exit"
+        )
 
     def restart(self) -> None:
         self.kill_main()
