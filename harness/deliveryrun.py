@@ -141,7 +141,9 @@ class DeliveryRunner:
                 return why
             if any(e.state == "parked" for e in ctl.live() if self._on(w, e)):
                 continue  # still finishing its runs; they move when stepped
-            if w.alive():
+            # Exited is not enough: its last reports (the ack of the run it finished)
+            # may still be unread. A process's report stream ends after them.
+            if w.alive() or any(p.alive for p in w.processes()):
                 return f"{ctl.aliases.get(w.hostname)} to finish its warm shutdown and exit"
             self.draining.remove(w)
         redis = self.config.broker == "redis"
