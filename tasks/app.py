@@ -217,7 +217,9 @@ def _commands(consumer: Any, agent: socket.socket) -> None:
         if msg.get("t") == "adopt":
             consumer.call_soon(_adopt, consumer, agent, msg["queue"])
         elif msg.get("t") == "drop":
-            _drop(consumer, agent)
+            # In the event loop, like adopt: the loop is what reconnects, so no fd
+            # listed here is closed or reused while the drop walks them.
+            consumer.call_soon(_drop, consumer, agent)
 
 
 def _adopt(consumer: Any, agent: socket.socket, queue: str) -> None:
@@ -238,12 +240,15 @@ def _drop(consumer: Any, agent: socket.socket) -> None:
     dropped = 0
     for conn in psutil.Process().net_connections(kind="tcp"):
         if conn.raddr and conn.raddr.port == port and conn.fd != -1:
-            sock = socket.socket(fileno=conn.fd)
+            try:
+                sock = socket.socket(fileno=conn.fd)
+            except OSError:
+                continue  # closed since it was listed
             try:
                 sock.shutdown(socket.SHUT_RDWR)
                 dropped += 1
             except OSError:
-                pass  # already closed
+                pass  # already shut
             finally:
                 sock.detach()  # the fd stays the library's
     worker = os.environ.get("SUITE_WORKER", "?")
