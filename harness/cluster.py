@@ -269,7 +269,10 @@ class Cluster:
 
             self.broker(kind)  # one clear error if it is unreachable
             _ = self.app  # tasks.app sets how the suite declares queues
-            sender = Celery(f"suite-sender-{kind}", broker=self.env["SUITE_AMQP_URL"])
+            sender = Celery(
+                f"suite-sender-{kind}", broker=self.env["SUITE_AMQP_URL"],
+                backend=self.env["SUITE_RESULT_URL"],  # a chord needs it to be sent
+            )  # fmt: skip
             sender.conf.broker_connection_retry_on_startup = False
             self._senders[kind] = sender
         return self._senders[kind]
@@ -298,10 +301,23 @@ class Cluster:
         spec: dict[str, Any],
         task_id: str | None = None,
         queue: str | None = None,
+        countdown: float | None = None,
     ) -> None:
         self.sender(worker.spec.broker).send_task(
-            name, args=[spec], queue=queue or worker.queue, task_id=task_id
+            name, args=[spec], queue=queue or worker.queue, task_id=task_id, countdown=countdown
         )
+
+    def send_chord(
+        self, worker: Worker, spec: dict[str, Any], task_id: str, body_id: str, queue: str
+    ) -> None:
+        """``suite.deliver`` as the one header task of a chord whose body is
+        ``suite.chord_body`` (the result backend counts the header's results)."""
+        from celery import chord
+
+        app = self.sender(worker.spec.broker)
+        header = app.signature("suite.deliver", args=[spec], queue=queue, task_id=task_id)
+        body = app.signature("suite.chord_body", queue=queue, task_id=body_id)
+        chord([header], body).apply_async()
 
     def next_example(self) -> int:
         self._examples += 1

@@ -77,6 +77,7 @@ class Message:
     requeued: int = 0  # deliveries rejected with requeue: the broker owes one more each
     published: int = 0  # retry messages the task's runs published (same task id)
     closed: int = 0  # deliveries handed back by the broker itself (vt, dead connection)
+    skipped: list[str] = field(default_factory=list)  # workers that skipped a delivery
 
     def outstanding(self, worker: str) -> int:
         """Deliveries ``worker`` received and has not acked or rejected."""
@@ -241,7 +242,7 @@ class Controller:
             self._closed(cid)
             return
         kind = msg.get("t")
-        if kind in ("recv", "ack", "reject", "handled", "state"):
+        if kind in ("recv", "ack", "reject", "handled", "state", "skipped"):
             self._delivery(kind, msg, cid)
         elif kind == "adopted":
             self.adopted.add((msg["worker"], msg["queue"]))
@@ -308,6 +309,10 @@ class Controller:
             self._reports.append(h.Rejected(m.task, bool(msg["requeue"])))
         elif kind == "handled":
             m.handled += 1
+        elif kind == "skipped":
+            m.skipped.append(msg["worker"])
+            alias = self.aliases.get(msg["worker"], msg["worker"])
+            self._reports.append(h.Skipped(m.task, alias))
         else:
             m.states.append(msg["state"])
             self._reports.append(h.StateWritten(m.task, msg["state"]))

@@ -7,7 +7,10 @@ is about to start, every loss of a pool child has been handled by the main proce
 and every finished execution has had its result stored (and, with acks_late, its
 message acked). Moves:
 
-    submit       publish the next task (only when a pool slot is free)
+    submit       publish the next task (only when a pool slot is free, unless the
+                 scenario allows ``reserve``: then it waits in the worker's prefetch
+                 buffer; with a countdown it waits in the worker's timer, unacked)
+    eta          wait for every countdown to pass and its runs to start (fixed claims)
     step tN      let tN run to its next scheduling point
     kill tN      SIGKILL tN's process: a prefork child, the whole worker otherwise
     kill-main tN SIGKILL the main process of tN's worker (prefork: children die too)
@@ -27,6 +30,7 @@ redelivery has run before the invariants are checked.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -66,8 +70,9 @@ class DeliveryRunner:
         self.spec = WorkerSpec(
             config.pool, config.concurrency, acks_late=config.acks_late,
             reject_on_worker_lost=config.reject_on_worker_lost, broker=config.broker,
-            acks_on_failure=config.acks_on_failure,
-            track_started=config.track_started, prefetch=config.prefetch,
+            acks_on_failure=config.acks_on_failure, dedup=config.dedup,
+            cancel_on_loss=config.cancel_on_loss, track_started=config.track_started,
+            prefetch=config.prefetch,
         )  # fmt: skip
         self.capacity = config.concurrency
         self.broker = cluster.broker(config.broker)
@@ -89,6 +94,7 @@ class DeliveryRunner:
         self._handled: dict[str, int] = {}  # task id -> losses its main must handle
         self.draining: list[Worker] = []  # warm shutdown under way: they finish and exit
         self._waiting: str | None = None  # what the last look at quiescence waited for
+        self._eta: dict[str, float] = {}  # task id -> when its countdown ends (monotonic)
         try:
             self._settle(run)
 
@@ -104,6 +110,12 @@ class DeliveryRunner:
             ctl.defer_starts = False
         for task, tid in run.task_ids.items():
             run.history.append(h.FinalState(task, cluster.state(tid)))
+        if self.config.chord:  # the body runs, or is failed, once its header has ended
+            for task, tid in run.task_ids.items():
+                bid = f"{tid}-body"
+                what = f"the chord body of {task} to end"
+                ctl.wait(lambda: cluster.state(bid) != "PENDING", what, poll=BROKER_POLL)  # noqa: B023
+                run.history.append(h.FinalState(f"chord({task})", cluster.state(bid)))
         for task in run.task_ids:  # one order per task: only its own runs may overlap
             order = f"{run.order}-{task}"
             run.history.append(h.InvoiceCount(order, cluster.effect_count(order)))
@@ -161,13 +173,17 @@ class DeliveryRunner:
         else:  # AMQP counts every unacked delivery on the channel
             held = sum(m.outstanding(host) for m in ctl.messages.values())
         spare = self.config.prefetch * self.capacity - held
-        for m in ctl.messages.values():
+        for tid, m in ctl.messages.items():
             if active and m.owed() > 0 and worker.alive() and spare > 0:
                 return f"{m.task}: the broker owes a delivery the worker can take"
             runs = [e for e in ctl.executions.values() if e.task == m.task and self._on(worker, e)]
-            if active and m.received.count(host) > len(runs) and len(live_here) < self.capacity:
+            # A delivery the tracer skipped (dedup) took a slot and ended without a run.
+            taken = len(runs) + m.skipped.count(host)
+            due_now = tid not in self._eta  # else in the worker's timer: not due yet
+            free = len(live_here) < self.capacity
+            if active and due_now and free and m.received.count(host) > taken:
                 return f"{m.task}: received with a free slot, not started"
-            ok = sum(1 for e in runs if e.status == "ok")
+            ok = sum(1 for e in runs if e.status == "ok") + m.skipped.count(host)
             if any(e.status == "ok" and e.stored is None for e in runs):
                 return f"{m.task}: the result of a finished run is not stored"
             # Early ack: each run's delivery is acked as it starts. acks_late: once it
@@ -197,14 +213,16 @@ class DeliveryRunner:
         ctl = self.cluster.controller
         live = sorted(ctl.live(), key=lambda e: natural(e.id))
         parked = [e for e in live if e.state == "parked"]
-        if not live and self._counts["submit"] >= tasks:
+        eta = ["eta"] if self._eta else []
+        if not live and self._counts["submit"] >= tasks and not eta:
             # Every redelivery runs before the verdict: a message left unacked by a
             # dead worker comes back once its visibility timeout passes.
             # (AMQP gives a dead holder's messages back at once.)
             return ["vt"] if self._unacked() else []
-        moves = [f"step {e.id}" for e in parked]
+        moves = [f"step {e.id}" for e in parked] + eta
         here = [e for e in live if self._on(self.worker, e)]
-        if self._counts["submit"] < tasks and len(here) < self.capacity:
+        free = len(here) < self.capacity or "reserve" in self.allowed
+        if self._counts["submit"] < tasks and free:
             moves.append("submit")
         if (
             "vt" in self.allowed
@@ -243,8 +261,25 @@ class DeliveryRunner:
                 "retries": c.retries,
                 "max_retries": c.max_retries, "autoretry": c.autoretry,
             }  # fmt: skip
-            self.cluster.send(self.worker, "suite.deliver", spec, task_id=tid, queue=self.queue)
-            ctl.wait(lambda: ctl.started(task) is not None, f"{task} to start")
+            here = [e for e in ctl.live() if self._on(self.worker, e)]
+            countdown = c.countdown or None
+            if countdown:
+                self._eta[tid] = time.monotonic() + c.countdown
+            if c.chord:
+                self.cluster.send_chord(self.worker, spec, tid, f"{tid}-body", self.queue)
+            else:
+                self.cluster.send(
+                    self.worker, "suite.deliver", spec, task_id=tid, queue=self.queue,
+                    countdown=countdown,
+                )  # fmt: skip
+            if countdown or len(here) >= self.capacity:  # held by the worker, not started
+                m = ctl.messages[tid]
+                ctl.wait(lambda: bool(m.received), f"{task} to reach the worker")
+            else:
+                ctl.wait(lambda: ctl.started(task) is not None, f"{task} to start")
+            return
+        if verb == "eta":
+            self._await_eta()
             return
         if verb == "term":
             self._counts["term"] += 1
@@ -290,6 +325,27 @@ class DeliveryRunner:
             self._kill_main(run)
         else:
             raise HarnessError(f"unknown move {move!r}")
+
+    def _await_eta(self) -> None:
+        """Wait for the countdowns to pass and for every delivery the worker holds in
+        its timer to start (a countdown is wall time inside Celery: nothing the harness
+        can advance, so claims keep it to a few seconds)."""
+        ctl, host = self.cluster.controller, self.worker.hostname
+        due = max(self._eta.values())
+
+        def started() -> bool:
+            if time.monotonic() < due:
+                return False
+            for tid in self._eta:
+                m = ctl.messages[tid]
+                runs = [e for e in ctl.executions.values() if e.task == m.task]
+                if m.received.count(host) > len(runs) + m.skipped.count(host):
+                    return False
+            return True
+
+        left = due - time.monotonic()
+        ctl.wait(started, "the countdowns to pass and their runs to start", timeout=left + 30)
+        self._eta.clear()
 
     def _take_over(self, run: DeliveryRun) -> None:
         """The standby adopts the scenario's queue and becomes the next wK."""

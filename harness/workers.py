@@ -29,6 +29,8 @@ class WorkerSpec:
     acks_late: bool = False
     reject_on_worker_lost: bool = False
     acks_on_failure: bool = True  # task_acks_on_failure_or_timeout
+    dedup: bool = False  # worker_deduplicate_successful_tasks
+    cancel_on_loss: bool = False  # worker_cancel_long_running_tasks_on_connection_loss
     broker: str = "redis"
     track_started: bool = False
     prefetch: int = 1
@@ -41,6 +43,7 @@ class WorkerSpec:
             "-requeue" if self.reject_on_worker_lost else ""
         )
         flags += "" if self.acks_on_failure else "-nofailack"
+        flags += ("-dedup" if self.dedup else "") + ("-cancel" if self.cancel_on_loss else "")
         extra = ("-started" if self.track_started else "") + (
             f"-p{self.prefetch}" if self.prefetch != 1 else ""
         )
@@ -94,6 +97,8 @@ class Worker:
             SUITE_ACKS_LATE="1" if self.spec.acks_late else "0",
             SUITE_REJECT_ON_WORKER_LOST="1" if self.spec.reject_on_worker_lost else "0",
             SUITE_ACKS_ON_FAILURE="1" if self.spec.acks_on_failure else "0",
+            SUITE_DEDUP="1" if self.spec.dedup else "0",
+            SUITE_CANCEL_ON_LOSS="1" if self.spec.cancel_on_loss else "0",
             SUITE_TRACK_STARTED="1" if self.spec.track_started else "0",
             SUITE_PREFETCH=str(self.spec.prefetch),
             SUITE_STATE_INIT="" if self.spec.state_init is None else str(self.spec.state_init),

@@ -139,6 +139,12 @@ class DeliveryConfig:
     retries: int = 0  # how many times the task asks to be retried before it succeeds
     max_retries: int = 3
     autoretry: bool = False  # retry by raising an autoretry_for exception
+    # worker_deduplicate_successful_tasks: skip a redelivered message already SUCCESS.
+    dedup: bool = False
+    # worker_cancel_long_running_tasks_on_connection_loss.
+    cancel_on_loss: bool = False
+    countdown: float = 0.0  # apply_async(countdown=...): the worker holds it unacked
+    chord: bool = False  # each task is the one header task of a chord (its body: chord(tN))
 
     def __post_init__(self) -> None:
         if self.broker not in BROKERS:
@@ -153,6 +159,10 @@ class DeliveryConfig:
             raise ValueError("reject_on_worker_lost only acts with acks_late (Celery ignores it)")
         if not self.acks_on_failure and not self.acks_late:
             raise ValueError("acks_on_failure=False only acts with acks_late (Celery ignores it)")
+        if self.dedup and not self.acks_late:
+            raise ValueError("dedup only acts with acks_late (Celery ignores it)")
+        if self.countdown < 0:
+            raise ValueError(f"countdown {self.countdown} is negative")
 
     @property
     def ack(self) -> str:

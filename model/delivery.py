@@ -95,6 +95,12 @@ class DeliveryModel:
     """Replays one history; ``mismatches`` collects every disagreement."""
 
     def __init__(self, config: DeliveryConfig) -> None:
+        if config.dedup or config.cancel_on_loss or config.countdown or config.chord:
+            # Those settings are checked by fixed runs (properties/semantics.py) only.
+            raise ValueError(
+                "the delivery model predicts runs without dedup, cancel_on_loss, a "
+                "countdown or a chord"
+            )
         self.config = config
         self.tasks: dict[str, _Task] = {}
         self.messages: dict[tuple[str, int], _Message] = {}

@@ -179,6 +179,16 @@ class AckFailed(Event):
 
 
 @dataclass(frozen=True)
+class Skipped(Event):
+    """A worker took a redelivered message and returned without running the task:
+    ``worker_deduplicate_successful_tasks`` found it already succeeded
+    (celery/app/trace.py ``build_tracer``, before ``task_prerun``)."""
+
+    task: str
+    worker: str
+
+
+@dataclass(frozen=True)
 class ConnectionDropped(Event):
     """A worker's connections to the broker were cut (it reconnects by itself)."""
 

@@ -39,6 +39,16 @@ class Claim:
     max_retries: int = 3  # 0 with retries=1: the run fails (MaxRetriesExceededError)
     acks_on_failure: bool = True  # task_acks_on_failure_or_timeout
     tasks: int = 1
+    concurrency: int | None = None  # default: 1 for solo, else 2
+    dedup: bool = False  # worker_deduplicate_successful_tasks
+    cancel_on_loss: bool = False  # worker_cancel_long_running_tasks_on_connection_loss
+    countdown: float = 0.0  # every task is sent with this countdown (an ETA)
+    reserve: bool = False  # submit may fill the prefetch buffer (no free slot needed)
+    chord: bool = False  # t1 is the header of a chord (its body: chord(t1))
+
+    @property
+    def slots(self) -> int:
+        return self.concurrency or (1 if self.pool == "solo" else 2)
 
 
 @dataclass
@@ -60,10 +70,14 @@ class ClaimResult:
             "config": {
                 "broker": self.broker,
                 "pool": c.pool,
-                "concurrency": 1 if c.pool == "solo" else 2,
+                "concurrency": c.slots,
                 "acks_late": c.ack != "early",
                 "reject_on_worker_lost": c.ack == "late+requeue",
                 "acks_on_failure_or_timeout": c.acks_on_failure,
+                "deduplicate_successful_tasks": c.dedup,
+                "cancel_long_running_tasks_on_connection_loss": c.cancel_on_loss,
+                "countdown": c.countdown,
+                "chord": c.chord,
                 "fault": ",".join(m for m in c.moves if m.split()[0] in FAULTS) or "none",
             },
             "verdict": self.verdict,
@@ -278,6 +292,67 @@ def _run_twice(ack: str) -> Check:
     return check
 
 
+def _reserved_back(ev: Sequence[h.Event], _: list[int]) -> str | None:
+    """t1 ran (early-acked: lost with its worker); t2 waited in w1's prefetch buffer,
+    was never started there, and came back to w2."""
+    got = [(e.worker, e.redelivered) for e in _of(ev, h.Received) if e.task == "t2"]
+    runs = _runs(ev, "t2")
+    if not got or got[0][0] != "w1":
+        return f"t2 was never reserved by w1: receipts {got}"
+    if len(_runs(ev)) != 1:
+        return f"t1 ran {len(_runs(ev))} times"
+    if len(runs) != 1 or not runs[0].process.startswith("w2") or not runs[0].redelivered:
+        return f"t2 runs {[(r.process, r.redelivered) for r in runs]}: not given back to w2"
+    return None
+
+
+def _cancelled_then_again(ev: Sequence[h.Event], _: list[int]) -> str | None:
+    """The running acks_late run is cut short (not returned), RETRY is stored for it,
+    and the message runs again, to SUCCESS."""
+    runs = _runs(ev)
+    first = next((e for e in _of(ev, h.Finished) if e.execution == "t1"), None)
+    if first is not None and first.status == "ok":
+        return "the first run returned: it was not cancelled"
+    if "RETRY" not in _states(ev):
+        return f"states {_states(ev)}: no RETRY stored for the cancelled run"
+    if len(runs) != 2 or not runs[1].redelivered or _final(ev) != "SUCCESS":
+        return f"runs {[(r.execution, r.redelivered) for r in runs]}, final {_final(ev)}"
+    return None
+
+
+def _skipped_once(ev: Sequence[h.Event], _: list[int]) -> str | None:
+    """The redelivery reaches the worker after the first run stored SUCCESS and is
+    skipped: one run, no second execution."""
+    runs, skipped = _runs(ev), _of(ev, h.Skipped)
+    got = [e.redelivered for e in _of(ev, h.Received) if e.task == "t1"]
+    if got != [False, True]:
+        return f"receipts (redelivered): {got}: no redelivery to skip"
+    if len(runs) != 1 or len(skipped) != 1 or _final(ev) != "SUCCESS":
+        return f"runs {[r.execution for r in runs]}, skipped {len(skipped)}, final {_final(ev)}"
+    return None
+
+
+def _twice_after_eta(ev: Sequence[h.Event], _: list[int]) -> str | None:
+    """Restored while it waited for its ETA: two deliveries of one message, both run."""
+    runs = _runs(ev)
+    vt = _idx(ev, lambda e: isinstance(e, h.VisibilityTimeout))
+    if vt < 0:
+        return "no visibility timeout passed"
+    if any(ev.index(r) < vt for r in runs):
+        return "a run started before the visibility timeout passed (countdown too short?)"
+    if len(runs) != 2 or [r.redelivered for r in runs] != [False, True]:
+        return f"runs {[(r.execution, r.redelivered) for r in runs]}: not run twice"
+    return None
+
+
+def _chord_failed(ev: Sequence[h.Event], _: list[int]) -> str | None:
+    """The header's child was lost: the header FAILED, and with it the chord."""
+    header, body = _final(ev), _final(ev, "chord(t1)")
+    if len(_runs(ev)) != 1 or header != "FAILURE" or body != "FAILURE":
+        return f"{len(_runs(ev))} runs, header {header}, chord body {body}"
+    return None
+
+
 CLAIMS: tuple[Claim, ...] = (
     Claim("ack.early", "1", "task_acks_late=False acks when the pool accepts the job",
           "early", ("submit",), _acked_at_start),
@@ -343,6 +418,27 @@ CLAIMS: tuple[Claim, ...] = (
           "channel, so it runs a second time while the first run goes on; the first "
           "run's ack succeeds (and clears the entry both deliveries share)", "late",
           ("submit", "step t1", "drop"), _run_twice("succeeded"), brokers=("redis",)),
+    Claim("prefetch.reserved", "1", "early ack: a message waiting in the worker's "
+          "prefetch buffer (reserved, not started) is not acked, so it comes back to "
+          "another worker when the worker dies (Redis: after the visibility timeout)",
+          "early", ("submit", "step t1", "submit", "kill-main t1", "vt"), _reserved_back,
+          tasks=2, concurrency=1, reserve=True),
+    Claim("cancel-on-connection-loss", "1,2", "worker_cancel_long_running_tasks_on_"
+          "connection_loss: broker connection lost under a running acks_late task: the run "
+          "is terminated and stored as RETRY; the message runs again", "late",
+          ("submit", "step t1", "drop"), _cancelled_then_again, cancel_on_loss=True),
+    Claim("dedup", "1", "worker_deduplicate_successful_tasks: a redelivered acks_late "
+          "message whose stored state is SUCCESS is skipped, not run again (here the "
+          "redelivery after a lost connection waits for the one slot until the first run "
+          "has stored SUCCESS)", "late", ("submit", "step t1", "drop"), _skipped_once,
+          concurrency=1, dedup=True),
+    Claim("eta-beyond-vt", "3", "Redis: a message waiting for its countdown longer than "
+          "the visibility timeout is restored and delivered again: both deliveries run",
+          "early", ("submit", "vt", "eta"), _twice_after_eta, brokers=("redis",),
+          countdown=2.0),
+    Claim("chord-fails", "5", "a header task that fails with WorkerLostError (its "
+          "child killed) fails the chord: the body never runs and is stored as FAILURE",
+          "early", ("submit", "step t1", "kill t1"), _chord_failed, chord=True),
     Claim("warm-shutdown", "2", "warm shutdown (SIGTERM): the worker finishes the running "
           "task, acks it, and exits; nothing runs twice", "late",
           ("submit", "step t1", "term"), _finished_once),
@@ -380,31 +476,19 @@ class Untested:
 
 
 UNTESTED: tuple[Untested, ...] = (
-    Untested("dedup", "1", "worker_deduplicate_successful_tasks skips a redelivered "
-             "acks_late task whose stored state is SUCCESS",
-             "the skip happens in the tracer before the task body and sends no signal the "
-             "harness observes, so the runner would wait for a start that never comes"),
-    Untested("prefetch.reserved", "1", "reserved (prefetched) messages are never acked "
-             "and come back after any kill", "the runners submit only into a free slot; "
-             "a scenario that fills the prefetch buffer on purpose is not generated yet"),
-    Untested("cancel-on-connection-loss", "1", "worker_cancel_long_running_tasks_on_"
-             "connection_loss terminates running acks_late tasks (stored as RETRY)",
-             "the harness does not pass that worker setting yet (the drop move exists)"),
     Untested("child-written-not-accepted", "2", "a job written to a child but not yet "
              "accepted is given to another child", "no scheduling point inside the pool"),
     Untested("kill-between-accept-and-ack", "2", "(inferred) a kill between \"child "
              "accepted\" and \"parent acked\" redelivers a partly run early-ack task",
              "no scheduling point inside Celery between the two"),
-    Untested("eta-beyond-vt", "3", "Redis: an ETA/countdown longer than the visibility "
-             "timeout is delivered again, repeatedly", "scenarios send no countdown yet"),
     Untested("consumer-timeout", "3", "RabbitMQ consumer_timeout closes a channel whose "
-             "delivery stays unacked too long", "needs minutes of wall time per run"),
+             "delivery stays unacked too long", "RabbitMQ here is 3.10: consumer_timeout is "
+             "a node-wide setting (the per-queue x-consumer-timeout needs 3.12) checked about "
+             "once a minute; changing the shared service's setting would reach its other users"),
     Untested("success-not-overwritten", "4", "key-value backends refuse to overwrite "
              "SUCCESS (non-atomically), the database backend does not",
              "the order of two lineages' state writes is a race the harness does not "
              "control (README: Choices and limits)"),
-    Untested("chord-fails", "5", "a WorkerLostError failure fails a chord waiting on that "
-             "task", "the scenarios send no canvas yet"),
 )  # fmt: skip
 
 
@@ -416,11 +500,14 @@ def _entries(cluster: Cluster, runner: DeliveryRunner) -> int:
 
 def check(cluster: Cluster, claim: Claim, broker: str) -> ClaimResult:
     config = DeliveryConfig(
-        broker, claim.pool, 1 if claim.pool == "solo" else 2, acks_late=claim.ack != "early",  # type: ignore[arg-type]
+        broker, claim.pool, claim.slots, acks_late=claim.ack != "early",  # type: ignore[arg-type]
         reject_on_worker_lost=claim.ack == "late+requeue", retries=claim.retries,
         max_retries=claim.max_retries, acks_on_failure=claim.acks_on_failure,
+        dedup=claim.dedup, cancel_on_loss=claim.cancel_on_loss, countdown=claim.countdown,
+        chord=claim.chord,
     )  # fmt: skip
-    runner = DeliveryRunner(cluster, config, frozenset({"kill", "vt", "term", "quit", "drop"}))
+    allowed = {"kill", "vt", "term", "quit", "drop"} | ({"reserve"} if claim.reserve else set())
+    runner = DeliveryRunner(cluster, config, frozenset(allowed))
     # AMQP has no visibility timeout: what Redis waits for it for comes back at once.
     queue = [m for m in claim.moves if not (m == "vt" and broker == "amqp")]
     probes: list[int] = []

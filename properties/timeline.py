@@ -59,6 +59,8 @@ def _line(e: h.Event, where: dict[str, str]) -> tuple[str, str]:
             return "-", f"broker: {t} acked"
         case h.AckFailed(task=t, error=why):
             return "-", f"broker: {t} ack FAILED ({why})"
+        case h.Skipped(task=t, worker=w):
+            return "-", f"{w} SKIPPED {t}: already SUCCESS (deduplicate_successful_tasks)"
         case h.ConnectionDropped(worker=w):
             return "-", f"BROKER CONNECTION of {w} DROPPED"
         case h.Rejected(task=t, requeue=r):

@@ -45,6 +45,8 @@ app.conf.update(
     task_reject_on_worker_lost=_flag("SUITE_REJECT_ON_WORKER_LOST", False),
     task_acks_on_failure_or_timeout=_flag("SUITE_ACKS_ON_FAILURE", True),
     task_track_started=_flag("SUITE_TRACK_STARTED", False),
+    worker_deduplicate_successful_tasks=_flag("SUITE_DEDUP", False),
+    worker_cancel_long_running_tasks_on_connection_loss=_flag("SUITE_CANCEL_ON_LOSS", False),
     # One message per free slot: the controller only submits when a slot is free, so
     # nothing waits in a worker's prefetch buffer where a kill would strand it.
     worker_prefetch_multiplier=int(os.environ.get("SUITE_PREFETCH", "1")),
@@ -164,6 +166,41 @@ def _report_deliveries() -> None:
 
 
 _report_deliveries()
+
+
+def _report_skips() -> None:
+    """A delivery the tracer returns from without running the task (and without
+    ``task_prerun``): ``worker_deduplicate_successful_tasks`` found the redelivered
+    message already SUCCESS (celery/app/trace.py ``build_tracer``). Nothing else
+    tells the harness, which would otherwise wait for a start that never comes.
+    Wrapped where every pool builds its tracers: prefork's children import
+    ``build_tracer`` from the module at init, the consumer holds its own reference."""
+    from celery.app import trace
+    from celery.worker.consumer import consumer
+
+    build, worker, ran = trace.build_tracer, os.environ.get("SUITE_WORKER", "?"), threading.local()
+
+    def prerun(**_: Any) -> None:
+        ran.yes = True
+
+    signals.task_prerun.connect(prerun, weak=False)
+
+    def build_tracer(name: str, task: Any, *args: Any, **kwargs: Any) -> Any:
+        tracer = build(name, task, *args, **kwargs)
+
+        def traced(uuid: str, targs: Any, tkwargs: Any, request: Any = None) -> Any:
+            ran.yes = False
+            out = tracer(uuid, targs, tkwargs, request)
+            if not ran.yes:
+                points.notify("skipped", id=uuid, worker=worker)
+            return out
+
+        return traced
+
+    trace.build_tracer = consumer.build_tracer = build_tracer
+
+
+_report_skips()
 
 _agent: socket.socket | None = None
 
@@ -388,6 +425,13 @@ def deliver(self: Any, spec: dict[str, Any]) -> str:
     if outcome is not None:
         raise outcome  # Celery takes it from here: RETRY, or FAILURE past max_retries
     return "ok"
+
+
+@app.task(name="suite.chord_body")
+def chord_body(results: list[str]) -> int:
+    """The body of the one-task chord a delivery claim may send ``suite.deliver`` in:
+    Celery runs it once every header task has succeeded."""
+    return len(results)
 
 
 @signals.worker_process_init.connect

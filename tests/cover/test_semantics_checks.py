@@ -88,3 +88,66 @@ def test_timeline_shows_a_dropped_connection_and_a_failed_ack() -> None:
     text = render([h.ConnectionDropped("w1"), h.AckFailed("t1", "RecoverableConnectionError")])
     assert "BROKER CONNECTION of w1 DROPPED" in text
     assert "t1 ack FAILED (RecoverableConnectionError)" in text
+
+
+def test_reserved_message_comes_back_to_the_next_worker() -> None:
+    t2 = h.Started("t2", "t2", "w2.c1", redelivered=True)
+    back = [
+        h.Received("t1", "w1"), START, h.Received("t2", "w1"), h.Killed("w1"),
+        h.Received("t2", "w2", redelivered=True), t2,
+    ]  # fmt: skip
+    assert sem._reserved_back(back, []) is None
+    on_w1 = [*back[:3], h.Started("t2", "t2", "w1.c1"), h.Killed("w1")]
+    assert "not given back" in str(sem._reserved_back(on_w1, []))
+    never = [h.Received("t1", "w1"), START, h.Received("t2", "w2", redelivered=True), t2]
+    assert "never reserved" in str(sem._reserved_back(never, []))
+
+
+def test_cancelled_run_stores_retry_and_runs_again() -> None:
+    cancelled = [
+        START, h.ConnectionDropped("w1"), h.Finished("t1", "error", "SystemExit"), AGAIN,
+        h.StateWritten("t1", "RETRY"), h.Finished("t1#2", "ok"), h.FinalState("t1", "SUCCESS"),
+    ]  # fmt: skip
+    assert sem._cancelled_then_again(cancelled, []) is None
+    returned = [START, h.ConnectionDropped("w1"), AGAIN, h.Finished("t1", "ok")]
+    assert "not cancelled" in str(sem._cancelled_then_again(returned, []))
+    no_retry = [e for e in cancelled if not isinstance(e, h.StateWritten)]
+    assert "no RETRY" in str(sem._cancelled_then_again(no_retry, []))
+
+
+def test_dedup_skips_the_redelivery_of_a_success() -> None:
+    skipped = [
+        h.Received("t1", "w1"), START, h.Finished("t1", "ok"),
+        h.Received("t1", "w1", redelivered=True), h.StateWritten("t1", "SUCCESS"),
+        h.Skipped("t1", "w1"), h.FinalState("t1", "SUCCESS"),
+    ]  # fmt: skip
+    assert sem._skipped_once(skipped, []) is None
+    ran = [e if not isinstance(e, h.Skipped) else AGAIN for e in skipped]
+    assert "skipped 0" in str(sem._skipped_once(ran, []))
+    assert "no redelivery" in str(sem._skipped_once(skipped[:3], []))
+    assert "SKIPPED t1" in render(skipped)
+
+
+def test_eta_restored_runs_twice_after_the_timeout() -> None:
+    twice = [h.Received("t1", "w1"), h.VisibilityTimeout(), START, AGAIN]
+    assert sem._twice_after_eta(twice, []) is None
+    assert "no visibility timeout" in str(sem._twice_after_eta([START], []))
+    early = [h.Received("t1", "w1"), START, h.VisibilityTimeout(), AGAIN]
+    assert "before the visibility timeout" in str(sem._twice_after_eta(early, []))
+    assert "not run twice" in str(sem._twice_after_eta(twice[:3], []))
+
+
+def test_chord_fails_with_its_header() -> None:
+    failed = [START, h.Killed("w1.c1"), h.FinalState("t1", "FAILURE")]
+    assert sem._chord_failed([*failed, h.FinalState("chord(t1)", "FAILURE")], []) is None
+    ran = [*failed, h.FinalState("chord(t1)", "SUCCESS")]
+    assert "chord body SUCCESS" in str(sem._chord_failed(ran, []))
+
+
+def test_the_delivery_model_refuses_settings_only_fixed_runs_check() -> None:
+    from model.delivery import DeliveryModel
+
+    for extra in ({"dedup": True}, {"cancel_on_loss": True}, {"countdown": 1.0}, {"chord": True}):
+        config = DeliveryConfig("redis", "prefork", 2, True, **extra)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="predicts runs without"):
+            DeliveryModel(config)
