@@ -49,6 +49,10 @@ class Broker(Protocol):
     def unacked_ids(self) -> list[str]:
         """Task ids of the messages delivered and not acknowledged (Redis)."""
 
+    def wake(self, pid: int) -> int:
+        """Make process ``pid``'s blocking reads on the broker return now (Redis: its
+        BRPOP on the queues it consumed so far); how many it had in flight."""
+
     def purge(self, queues: list[str]) -> None:
         """Drop leftovers of an example that ended in a harness error."""
 
@@ -136,6 +140,25 @@ class RedisBroker:
         if queues:
             self.r.delete(*queues)
 
+    def wake(self, pid: int) -> int:
+        """A queue a worker starts consuming joins its BRPOP only when the BRPOP in
+        flight returns, after ``brpop_timeout`` (1 s; kombu/transport/redis.py
+        ``_brpop_start``). ``CLIENT UNBLOCK`` ends it now, as a timeout would, and
+        kombu sends the next one with every queue. The worker's connections are
+        told apart by their local ports (CLIENT LIST ``addr``)."""
+        import psutil
+
+        try:
+            ports = {c.laddr.port for c in psutil.Process(pid).net_connections(kind="tcp")}
+        except psutil.Error:
+            return 0  # gone: nothing of it to wake
+        woken = 0
+        for client in self.r.client_list():
+            port = int(str(client.get("addr", ":0")).rsplit(":", 1)[1])
+            if port in ports and client.get("cmd") == "brpop":
+                woken += int(self.r.client_unblock(int(client["id"])))
+        return woken
+
     def close(self) -> None:
         self.r.close()
 
@@ -193,6 +216,9 @@ class AmqpBroker:
 
     def unacked_ids(self) -> list[str]:
         return []
+
+    def wake(self, pid: int) -> int:
+        return 0  # a basic.consume takes effect at once
 
     def purge(self, queues: list[str]) -> None:
         for q in queues:

@@ -29,6 +29,7 @@ from harness.workers import ROOT, Worker, WorkerSpec
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
 QUEUE_EXPIRES_MS = 600_000  # an abandoned run's queues vanish from RabbitMQ after 10 min
+STANDBY_DEEPEN_AFTER = 3  # replacements of one spec before it keeps two standbys
 
 
 def _reachable(url_or_address: str, what: str, env_name: str) -> None:
@@ -55,7 +56,8 @@ class Cluster:
         self.servers: list[Any] = []
         self.env: dict[str, str] = {}
         self.workers: dict[WorkerSpec, Worker] = {}
-        self._standby: dict[WorkerSpec, Worker] = {}
+        self._standby: dict[WorkerSpec, list[Worker]] = {}  # oldest first
+        self._replaced: dict[WorkerSpec, int] = {}
         self._incarnations = 0
         self._examples = 0
         self._app: Any = None
@@ -138,7 +140,8 @@ class Cluster:
         return str(server.url(0))
 
     def stop(self) -> None:
-        for worker in [*self.workers.values(), *self._standby.values(), *self._retired]:
+        standbys = [w for ws in self._standby.values() for w in ws]
+        for worker in [*self.workers.values(), *standbys, *self._retired]:
             worker.stop()
         if self._forkserver is not None:
             self._forkserver.stop()
@@ -197,7 +200,9 @@ class Cluster:
         ``adopt``: queues the dead worker consumed that the standby must now consume
         too (remote control ``add_consumer``), so what the broker gives back reaches
         a worker: the "second worker" of a redelivery."""
-        standby = self._standby.pop(spec, None) or self._new_worker(spec)
+        waiting = self._standby.get(spec) or [self._new_worker(spec)]
+        standby = waiting.pop(0)
+        self._replaced[spec] = self._replaced.get(spec, 0) + 1
         if standby._managed is None:
             standby.launch()
         standby.await_ready()
@@ -214,10 +219,17 @@ class Cluster:
             del self.workers[worker.spec]
 
     def prepare_standby(self, spec: WorkerSpec) -> None:
-        """Launch the standby for ``spec`` now (it starts while scenarios run)."""
-        if spec not in self._standby:
-            nxt = self._standby[spec] = self._new_worker(spec)
+        """Launch the standby for ``spec`` now (it starts while scenarios run).
+
+        A worker takes ~0.3 s to start, longer than a kill-main scenario once it is
+        warm, so a spec whose workers keep being replaced keeps two standbys: each
+        then has two scenarios' time to get ready (bench ``delivery-kill-main``)."""
+        depth = 1 if self._replaced.get(spec, 0) < STANDBY_DEEPEN_AFTER else 2
+        waiting = self._standby.setdefault(spec, [])
+        while len(waiting) < depth:
+            nxt = self._new_worker(spec)
             nxt.launch()
+            waiting.append(nxt)
 
     def adopt(self, worker: Worker, queue: str) -> None:
         """Make ``worker`` consume ``queue`` too, and wait until it does."""
@@ -227,6 +239,7 @@ class Cluster:
             lambda: (worker.hostname, queue) in ctl.adopted,
             f"worker {worker.hostname} to consume {queue}",
         )
+        self.broker(worker.spec.broker).wake(worker.main().pid)
         worker.queues.append(queue)
 
     def drop_connection(self, worker: Worker) -> None:
