@@ -7,6 +7,10 @@ Moves:
     submit incr    send a task that does ``value += 1`` (read, park at ``rmw``, write)
     submit incr-locked   the same under the process's ``threading.Lock``
     step tN        let tN run to its next scheduling point
+    kill tN        (``config.kills``; tN parked at ``done``, its operation over)
+                   SIGKILL tN's process: a prefork child, which the
+                   pool replaces; the whole worker on the other pools, which a fresh
+                   one (the standby) replaces, so module state starts again
 
 A task blocked on the lock (parked at ``wait`` while another task of its process
 holds it) is not offered a step: stepping it would only spin. For
@@ -37,6 +41,7 @@ from model import module_state as ms
 Chooser = Callable[[list[str]], str]
 
 MAX_MOVES = 400
+MAX_KILLS = 1
 
 # The task operations each property's scenarios are made of.
 OPS: dict[str, tuple[str, ...]] = {
@@ -79,6 +84,7 @@ class StateRunner:
         run = StateRun(self.config, tasks, ctl.begin_example())
         self.key = f"{self.cluster.run_id}state:{n}"
         self.submitted = 0
+        self.kills = 0
         self.names: dict[str, str] = {}  # the controller's name -> the model's
         self.slots: dict[int, tuple[int, str]] = {}  # slot -> (pid, model name) holding it
         self._begin(run)
@@ -116,6 +122,10 @@ class StateRunner:
         moves = [f"step {e.id}" for e in live if e.state == "parked" and not self._blocked(e, live)]
         if self.submitted < tasks and len(live) < self.capacity:
             moves += [f"submit {op}" for op in self.ops]
+        if self.config.kills and self.kills < MAX_KILLS:
+            # Only once its operation is done: a kill before it loses nothing a read could
+            # miss, so those would only thin out the search.
+            moves += [f"kill {e.id}" for e in live if e.state == "parked" and e.point == "done"]
         if not moves:
             raise HarnessError(f"no move possible: {self.cluster.controller.describe()}")
         return moves
@@ -132,14 +142,33 @@ class StateRunner:
             run.history.append(h.Submitted(task))
             spec = {
                 "execution": task, "task": task, "op": arg, "store": self.config.store,
-                "key": self.key, "value": self.submitted,
+                "key": self.key, "value": self.submitted, "linger": self.config.kills,
             }  # fmt: skip
             self.cluster.send(self.worker, "suite.state", spec)
             self._name(run, self._started(task))
         elif verb == "step":
             ctl.release(arg)
+        elif verb == "kill" and self.config.kills:
+            self._kill(run, ctl.executions[arg])
         else:
             raise HarnessError(f"unknown move {move!r}")
+
+    def _kill(self, run: StateRun, ex: Execution) -> None:
+        """SIGKILL ``ex``'s process. A prefork child is replaced by the pool (named on
+        its first task, ``_name``); any other pool loses the whole worker, and the
+        next task runs on a fresh one, as a restarted worker would."""
+        ctl = self.cluster.controller
+        proc = ctl.procs[ex.pid]
+        self.kills += 1
+        run.history.append(ms.Killed(proc.name))  # renamed to the model's name at the end
+        victims = [e for e in ctl.live() if e.pid == proc.pid]
+        if proc.role == "child":
+            self.worker.kill_child(proc)
+        else:
+            self.worker.kill_main()
+        ctl.wait(lambda: all(e.state == "dead" for e in victims), f"{proc.name}'s tasks to go")
+        if proc.role != "child":
+            self.worker = self.cluster.replace(self.spec)
 
     def _started(self, task: str) -> Execution:
         """Wait for ``task``'s execution to start, and return it."""

@@ -115,7 +115,10 @@ class Worker:
         if self.spec.max_tasks_per_child is not None:
             argv += ["--max-tasks-per-child", str(self.spec.max_tasks_per_child)]
         self.queues = [self.queue]
-        if self.forkserver is not None:
+        # gevent must monkey-patch before anything imports socket or threading
+        # (celery/__main__.py maybe_patch_concurrency); the fork server has already
+        # imported them unpatched, so a gevent worker is a fresh interpreter.
+        if self.forkserver is not None and self.spec.pool != "gevent":
             self._managed = self.forkserver.fork(
                 argv[3:], name=f"worker {self.hostname}", env=env, cwd=str(ROOT),
                 log_path=str(self._log),

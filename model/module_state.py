@@ -79,6 +79,8 @@ class StateConfig:
     ``parent_value``: the main worker process's copy when it forks its children (the
     worker's start-up code may have written it after the import).
     ``max_tasks_per_child`` only acts on prefork: the other pools have no children.
+    ``kills``: the scenarios may SIGKILL a task's process (a prefork child, which the pool
+    replaces; the whole worker on the other pools, which is restarted).
     """
 
     pool: StatePool
@@ -87,6 +89,7 @@ class StateConfig:
     init_value: int | None = None
     parent_value: int = IMPORT_VALUE
     store: str = "module"
+    kills: bool = False
 
     def __post_init__(self) -> None:
         if self.store not in STORES:
@@ -123,6 +126,7 @@ class StateConfig:
         return {
             "store": self.store, "pool": self.pool, "concurrency": self.concurrency,
             "max_tasks_per_child": self.max_tasks_per_child, "init_value": self.init_value,
+            "kills": self.kills,
         }  # fmt: skip
 
     def label(self) -> str:
@@ -136,23 +140,29 @@ class StateConfig:
             extra += f"/init{self.init_value}"
         if self.parent_value != IMPORT_VALUE:
             extra += f"/parent{self.parent_value}"
+        if self.kills:
+            extra += "/kill"
         return f"{store}{self.pool}/c{self.concurrency}{extra}"
 
 
 def parse_label(label: str) -> StateConfig:
-    """The config ``StateConfig.label()`` printed: ``[store/]pool/cN[/mtpcK][/initV]``."""
+    """The config ``StateConfig.label()`` printed:
+    ``[store/]pool/cN[/mtpcK][/initV][/kill]``."""
     parts = label.split("/")
     store = parts.pop(0) if parts and parts[0] in STORES else "module"
     if len(parts) < 2 or parts[0] not in STATE_POOLS or not re.fullmatch(r"c\d+", parts[1]):
-        raise ValueError(f"a state config reads '[store/]pool/cN[/mtpcK][/initV]', got {label!r}")
+        raise ValueError(
+            f"a state config reads '[store/]pool/cN[/mtpcK][/initV][/kill]', got {label!r}"
+        )
     pool: StatePool = parts[0]
     kw: dict[str, int] = {}
-    for extra in parts[2:]:
+    kills = parts[-1] == "kill" and len(parts) > 2
+    for extra in parts[2 : len(parts) - kills]:
         m = re.fullmatch(r"(mtpc|init)(\d+)", extra)
         if not m:
             raise ValueError(f"unknown part {extra!r} of state config {label!r}")
         kw["max_tasks_per_child" if m[1] == "mtpc" else "init_value"] = int(m[2])
-    return StateConfig(pool, int(parts[1][1:]), store=store, **kw)
+    return StateConfig(pool, int(parts[1][1:]), store=store, kills=kills, **kw)
 
 
 # --- the events ------------------------------------------------------------------------------
@@ -915,12 +925,12 @@ def expected_verdict(config: StateConfig, prop: str, *, kills: bool = False) -> 
     - no-lost-update-unsynchronized: violated iff threads or gevent with concurrency >= 2.
     - no-lost-update-locked: holds.
     """
-    return _rule(config, prop, kills)[0]
+    return _rule(config, prop, kills or config.kills)[0]
 
 
 def why(config: StateConfig, prop: str, *, kills: bool = False) -> str:
     """The reason for ``expected_verdict(config, prop, kills=kills)``, with its sources."""
-    return _rule(config, prop, kills)[1]
+    return _rule(config, prop, kills or config.kills)[1]
 
 
 def eager_verdict(prop: str) -> Prediction:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from model.config import BUILTIN_LOCKS, DeliveryConfig, LockConfig, Pool
 from model.delivery_properties import BUILTIN_EFFECTS
-from model.module_state import StateConfig
+from model.module_state import StateConfig, StatePool
 from model.publishing import PublishConfig
 
 SHAPES_FULL: list[tuple[Pool, int]] = [
@@ -116,14 +116,19 @@ def delivery_cases(
 def state_cases(matrix: str) -> list[tuple[str, StateConfig]]:
     """(property, config) pairs for the module-state properties.
 
-    ``full``: every property on every store and pool shape, plus recycled children
-    (max_tasks_per_child) and worker_process_init on the module global. ``ci``: each
-    property where the model says it breaks and where it holds, on the module global,
-    LocMemCache and every shared store."""
+    ``full``: every property on every store and pool shape (and gevent/2), plus
+    recycled children (max_tasks_per_child), worker_process_init on the module
+    global, and kills on the module global and Redis. ``ci``: each property where the
+    model says it breaks and where it holds, on the module global, LocMemCache and
+    every shared store, the module global on gevent/2, and kills on prefork/1,
+    threads/2 and Redis."""
     from model.module_state import PROPERTIES, STORES
 
     if matrix == "full":
-        shapes = [*SHAPES_FULL]
+        # gevent/1 is left out: one greenlet holds the consumer's Redis prefetch window
+        # full, so every task waits ~2 s to be fetched (the gevent pool's synloop polls
+        # with drain_events(timeout=2.0)); gevent/2 shows both sides of the race.
+        shapes: list[tuple[StatePool, int]] = [*SHAPES_FULL, ("gevent", 2)]
         cases = [
             (p, StateConfig(pool, c, store=store))
             for store in STORES for pool, c in shapes for p in PROPERTIES
@@ -132,7 +137,20 @@ def state_cases(matrix: str) -> list[tuple[str, StateConfig]]:
             (p, StateConfig("prefork", c, max_tasks_per_child=1, init_value=5))
             for c in (1, 2) for p in ("read-your-writes-across-tasks", "sender-sees-task-writes")
         ]  # fmt: skip
-        cases += [("read-your-writes-across-tasks", StateConfig("solo", 1, init_value=7))]
+        # Kills: a replacement child or a restarted worker starts from the main
+        # process's copy (the module global) or finds the shared store untouched.
+        killable: list[tuple[StatePool, int]] = [
+            ("prefork", 1), ("prefork", 2), ("threads", 2), ("solo", 1),
+        ]  # fmt: skip
+        cases += [
+            (p, StateConfig(pool, c, store=store, kills=True))
+            for store in ("module", "redis") for pool, c in killable for p in PROPERTIES
+        ]  # fmt: skip
+        init7: list[tuple[StatePool, int]] = [("solo", 1), ("gevent", 2)]
+        cases += [
+            ("read-your-writes-across-tasks", StateConfig(pool, c, init_value=7))
+            for pool, c in init7
+        ]
         return cases
     ryw, sender = "read-your-writes-across-tasks", "sender-sees-task-writes"
     unsync, locked = "no-lost-update-unsynchronized", "no-lost-update-locked"
@@ -148,6 +166,12 @@ def state_cases(matrix: str) -> list[tuple[str, StateConfig]]:
         (unsync, StateConfig("threads", 2)),
         (unsync, StateConfig("prefork", 2)),
         (locked, StateConfig("threads", 2)),
+        # gevent: one process, greenlets share the globals as threads do, and no
+        # worker_process_init (init7: a read of an unwritten value must still be 0).
+        # Each gevent worker is a fresh interpreter (~2 s), so few rows.
+        (ryw, StateConfig("gevent", 2, init_value=7)),
+        (unsync, StateConfig("gevent", 2)),
+        (locked, StateConfig("gevent", 2)),
     ]
     for store in ("redis", "memcached", "db-postgres"):
         cases += [
@@ -157,6 +181,12 @@ def state_cases(matrix: str) -> list[tuple[str, StateConfig]]:
             (locked, StateConfig("prefork", 2, store=store)),
         ]
     cases.append((locked, StateConfig("threads", 2, store="redis")))
+    # Kills: one child (or one worker) holds every write until it dies.
+    cases += [
+        (ryw, StateConfig("prefork", 1, kills=True)),
+        (ryw, StateConfig("threads", 2, kills=True)),
+        (ryw, StateConfig("prefork", 2, store="redis", kills=True)),
+    ]
     return cases
 
 

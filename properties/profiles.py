@@ -33,6 +33,8 @@ DELIVERY_EXAMPLES = {"dev": 15, "ci": 12, "nightly": 200}
 DELIVERY_SHRINK_SECONDS = {"dev": 20, "ci": 8, "nightly": 300}
 # Module-state scenarios are short (one to four tasks, a few points each).
 STATE_EXAMPLES = {"dev": 30, "ci": 25, "nightly": 300}
+# With kills a violation needs a write, a kill after it and a later read: rarer draws.
+STATE_KILL_EXAMPLES = {"dev": 80, "ci": 80, "nightly": 500}
 active = "default"
 
 

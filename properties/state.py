@@ -176,7 +176,9 @@ def _search(
         return Outcome(prop, config, expected, verdict, counter[0], seconds, why=why, **kw)
 
     try:
-        hypothesis_test(one, f"state|{prop}|{config.label()}", profiles.STATE_EXAMPLES)()
+        kills = getattr(config, "kills", False)
+        examples = profiles.STATE_KILL_EXAMPLES if kills else profiles.STATE_EXAMPLES
+        hypothesis_test(one, f"state|{prop}|{config.label()}", examples)()
     except Failure as failure:
         return outcome(verdict_of(failure), failure=failure, found_by="search")
     except Exception as exc:  # a harness error is a verdict too, never a pass

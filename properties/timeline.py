@@ -91,6 +91,8 @@ def _line(e: h.Event, where: dict[str, str]) -> tuple[str, str]:
             return "-", "app: ROLLBACK"
         case pub.Looked(execution=x, found=f):
             return x, "looks up its row -> " + ("found" if f else "NOT FOUND")
+        case ms.Killed(process=p):
+            return "-", f"KILL {p} (SIGKILL)"
         case ms.ChildReplaced(old=o, new=n):
             return "-", f"{n} forked in place of {o} (fresh copy of the main process)"
     return "-", e.describe()

@@ -60,7 +60,8 @@ def run(spec: dict[str, Any]) -> None:
     park at ``rmw``, write back read + 1. ``incr-locked``: the same under ``lock``,
     taken without blocking: while another task of this process holds it, the task
     parks at ``wait`` and tries again when let go (a blocked thread, made visible to
-    the scheduler instead of hanging it)."""
+    the scheduler instead of hanging it). ``spec["linger"]``: park at ``done`` after
+    the operation (the kill scenarios' place to kill a process that holds a write)."""
     op, store, key = spec["op"], spec["store"], spec["key"]
     points.point("op")
     if op == "write":
@@ -82,6 +83,8 @@ def run(spec: dict[str, Any]) -> None:
             points.record("unlocked")
     else:
         raise ValueError(f"unknown state op {op!r}")
+    if spec.get("linger"):  # done, not returned: where a kill loses nothing but the process
+        points.point("done")
 
 
 def _increment(store: str, key: str) -> None:

@@ -71,17 +71,35 @@ def test_database_cache_may_drop_one_of_two_racing_sets() -> None:
 
 @pytest.mark.parametrize("store", STORES)
 def test_every_label_reads_back(store: str) -> None:
-    configs = [StateConfig("threads", 3, store=store)]
+    configs = [
+        StateConfig("threads", 3, store=store),
+        StateConfig("solo", 1, store=store, kills=True),
+    ]
     if store == "module":
         configs.append(StateConfig("prefork", 2, max_tasks_per_child=1, init_value=5))
+        configs.append(StateConfig("prefork", 1, max_tasks_per_child=2, kills=True))
     for config in configs:
         assert parse_label(config.label()) == config
 
 
-@pytest.mark.parametrize("label", ["prefork", "nosuch/prefork/c2", "prefork/c2/x1", "gevent/2"])
+@pytest.mark.parametrize(
+    "label", ["prefork", "nosuch/prefork/c2", "prefork/c2/x1", "gevent/2", "prefork/kill"]
+)
 def test_a_bad_label_is_one_clear_error(label: str) -> None:
     with pytest.raises(ValueError, match="state config"):
         parse_label(label)
+
+
+def test_a_config_with_kills_predicts_as_kills_do() -> None:
+    ryw = "read-your-writes-across-tasks"
+    for pool, n in (("prefork", 1), ("threads", 2), ("solo", 1)):
+        assert expected_verdict(StateConfig(pool, n), ryw) == "holds"  # type: ignore[arg-type]
+        killed = StateConfig(pool, n, kills=True)  # type: ignore[arg-type]
+        assert expected_verdict(killed, ryw) == "violated"
+        assert expected_verdict(killed, ryw) == expected_verdict(
+            StateConfig(pool, n), ryw, kills=True
+        )  # type: ignore[arg-type]
+    assert expected_verdict(StateConfig("prefork", 2, store="redis", kills=True), ryw) == "holds"
 
 
 def test_init_value_belongs_to_the_module_global() -> None:
