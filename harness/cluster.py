@@ -141,7 +141,10 @@ class Cluster:
 
     def stop(self) -> None:
         standbys = [w for ws in self._standby.values() for w in ws]
-        for worker in [*self.workers.values(), *standbys, *self._retired]:
+        workers = [*self.workers.values(), *standbys, *self._retired]
+        for worker in workers:  # every warm shutdown at once (~1 s; gevent's 4-5 s)
+            worker.begin_stop()
+        for worker in workers:
             worker.stop()
         if self._forkserver is not None:
             self._forkserver.stop()

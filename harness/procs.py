@@ -126,6 +126,12 @@ class Managed:
         except subprocess.TimeoutExpired:
             return None
 
+    def terminate(self) -> None:
+        """SIGTERM the group without waiting (``stop`` waits): lets several groups
+        shut down at once."""
+        if not self._stopped and (self.alive() or group_members(self.pgid)):
+            _killpg(self.pgid, signal.SIGTERM)
+
     def kill_group(self) -> None:
         """SIGKILL the whole group and reap it; the process is done afterwards."""
         if not self._stopped:

@@ -239,6 +239,14 @@ class Worker:
         os.kill(proc.pid, signal.SIGCONT)
         proc.paused = False
 
+    def begin_stop(self) -> None:
+        """Start the warm shutdown without waiting for it (``stop`` waits)."""
+        if self._managed is not None:
+            for p in self.processes():
+                if p.paused:
+                    self.resume(p)
+            self._managed.terminate()
+
     def stop(self) -> None:
         if self._managed is not None:
             for p in self.processes():
