@@ -178,12 +178,12 @@ class DeliveryRunner:
                 return f"{m.task}: the broker owes a delivery the worker can take"
             runs = [e for e in ctl.executions.values() if e.task == m.task and self._on(worker, e)]
             # A delivery the tracer skipped (dedup) took a slot and ended without a run.
-            taken = len(runs) + m.skipped.count(host)
+            skipped = m.skipped.count(host)
             due_now = tid not in self._eta  # else in the worker's timer: not due yet
             free = len(live_here) < self.capacity
-            if active and due_now and free and m.received.count(host) > taken:
+            if active and due_now and free and m.received.count(host) > len(runs) + skipped:
                 return f"{m.task}: received with a free slot, not started"
-            ok = sum(1 for e in runs if e.status == "ok") + m.skipped.count(host)
+            ok = sum(1 for e in runs if e.status == "ok") + skipped
             if any(e.status == "ok" and e.stored is None for e in runs):
                 return f"{m.task}: the result of a finished run is not stored"
             # Early ack: each run's delivery is acked as it starts. acks_late: once it
@@ -314,10 +314,7 @@ class DeliveryRunner:
         elif verb == "kill" and proc.role == "child":
             self._counts["kill"] += 1
             run.history.append(h.Killed(proc.name))
-            victims = [e for e in ctl.live() if e.pid == proc.pid]
-            self.worker.kill_child(proc)
-            ctl.wait(lambda: all(e.state == "dead" for e in victims), f"{proc.name} to go")
-            for e in victims:
+            for e in self.worker.kill(proc):
                 tid = run.task_ids[e.task]
                 self._handled[tid] = ctl.messages[tid].handled + 1
         elif verb in ("kill", "kill-main"):
@@ -327,24 +324,14 @@ class DeliveryRunner:
             raise HarnessError(f"unknown move {move!r}")
 
     def _await_eta(self) -> None:
-        """Wait for the countdowns to pass and for every delivery the worker holds in
-        its timer to start (a countdown is wall time inside Celery: nothing the harness
-        can advance, so claims keep it to a few seconds)."""
-        ctl, host = self.cluster.controller, self.worker.hostname
+        """Wait for the countdowns to pass (wall time inside Celery: nothing the harness
+        can advance, so claims keep it to a few seconds). The deliveries are then due,
+        and the settle after the move waits for them to start like any other."""
         due = max(self._eta.values())
-
-        def started() -> bool:
-            if time.monotonic() < due:
-                return False
-            for tid in self._eta:
-                m = ctl.messages[tid]
-                runs = [e for e in ctl.executions.values() if e.task == m.task]
-                if m.received.count(host) > len(runs) + m.skipped.count(host):
-                    return False
-            return True
-
         left = due - time.monotonic()
-        ctl.wait(started, "the countdowns to pass and their runs to start", timeout=left + 30)
+        self.cluster.controller.wait(
+            lambda: time.monotonic() >= due, "the countdowns to pass", timeout=left + 30
+        )
         self._eta.clear()
 
     def _take_over(self, run: DeliveryRun) -> None:

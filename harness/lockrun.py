@@ -146,12 +146,7 @@ class LockRunner:
         elif verb == "kill":
             self._counts["kill"] += 1
             run.history.append(h.Killed(proc.name))
-            victims = [e for e in ctl.live() if e.pid == proc.pid]
-            if proc.role == "child":
-                worker.kill_child(proc)
-            else:
-                worker.kill_main()
-            ctl.wait(lambda: all(e.state == "dead" for e in victims), f"{proc.name} to go")
+            worker.kill(proc)
             if proc.role == "main":
                 self.worker = self.cluster.replace(self.spec)
                 run.history.append(h.Restarted(self.worker.alias))

@@ -161,12 +161,7 @@ class StateRunner:
         proc = ctl.procs[ex.pid]
         self.kills += 1
         run.history.append(ms.Killed(proc.name))  # renamed to the model's name at the end
-        victims = [e for e in ctl.live() if e.pid == proc.pid]
-        if proc.role == "child":
-            self.worker.kill_child(proc)
-        else:
-            self.worker.kill_main()
-        ctl.wait(lambda: all(e.state == "dead" for e in victims), f"{proc.name}'s tasks to go")
+        self.worker.kill(proc)
         if proc.role != "child":
             self.worker = self.cluster.replace(self.spec)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 
 from harness import procs
-from harness.controller import Controller, Proc
+from harness.controller import Controller, Execution, Proc
 from harness.errors import HarnessError
 from harness.forkserver import ForkServer
 
@@ -200,6 +200,18 @@ class Worker:
         os.kill(proc.pid, signal.SIGKILL)
         self.controller.wait(lambda: not proc.alive, f"{proc.name} to die")
 
+    def kill(self, proc: Proc) -> list[Execution]:
+        """SIGKILL ``proc`` (a pool child, or the main process with its group) and wait
+        until every execution it ran is dead; returns those executions."""
+        ctl = self.controller
+        victims = [e for e in ctl.live() if e.pid == proc.pid]
+        if proc.role == "child":
+            self.kill_child(proc)
+        else:
+            self.kill_main()
+        ctl.wait(lambda: all(e.state == "dead" for e in victims), f"{proc.name} to go")
+        return victims
+
     def kill_main(self) -> None:
         """SIGKILL the main process and everything in its process group."""
         if self._managed is None:
@@ -239,18 +251,19 @@ class Worker:
         os.kill(proc.pid, signal.SIGCONT)
         proc.paused = False
 
+    def _resume_paused(self) -> None:
+        for p in self.processes():
+            if p.paused:
+                self.resume(p)
+
     def begin_stop(self) -> None:
         """Start the warm shutdown without waiting for it (``stop`` waits)."""
         if self._managed is not None:
-            for p in self.processes():
-                if p.paused:
-                    self.resume(p)
+            self._resume_paused()
             self._managed.terminate()
 
     def stop(self) -> None:
         if self._managed is not None:
-            for p in self.processes():
-                if p.paused:
-                    self.resume(p)
+            self._resume_paused()
             self._managed.stop(timeout=10)
             self._managed = None
