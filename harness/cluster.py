@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -24,6 +25,7 @@ from harness.brokers import AmqpBroker, Broker, RedisBroker
 from harness.controller import Controller
 from harness.errors import HarnessError
 from harness.forkserver import ForkServer
+from harness.rabbit import RabbitNode
 from harness.servers import Memcached, Postgres, RedisServer
 from harness.workers import ROOT, Worker, WorkerSpec
 
@@ -64,6 +66,8 @@ class Cluster:
         self._senders: dict[str, Any] = {}
         self._brokers: dict[str, Broker] = {}
         self._pg: Any = None
+        self._backends: dict[str, Any] = {}
+        self._rabbits: dict[int, RabbitNode] = {}  # consumer_timeout_ms -> private node
         self._forkserver: ForkServer | None = None
         self._retired: list[Worker] = []
         self._queues: dict[str, list[str]] = {"redis": [], "amqp": []}  # every queue made
@@ -101,6 +105,10 @@ class Cluster:
             dsn = pg.dsn()
         env["SUITE_PG_DSN"] = dsn
         env["SUITE_RESULT_URL"] = env["SUITE_CACHE_REDIS_URL"].rsplit("/", 1)[0] + "/1"
+        # Celery's database result backend (SQLAlchemy) on the run's PostgreSQL.
+        env["SUITE_RESULT_DB_URL"] = "db+" + re.sub(
+            r"^postgres(ql)?://", "postgresql+psycopg://", dsn
+        )
         env["SUITE_AMQP_URL"] = os.environ.get("SUITE_AMQP_URL", DEFAULT_AMQP_URL)
         env["SUITE_QUEUE_EXPIRES_MS"] = str(QUEUE_EXPIRES_MS)
         self.env = {**os.environ, **env}
@@ -160,6 +168,10 @@ class Cluster:
             self._pg = None
         self.workers.clear()
         self._standby.clear()
+        self._backends.clear()
+        self._rabbits.clear()  # stopped with the other servers
+        for app in [self._app, *self._senders.values()]:
+            _quiet_after_stop(app)
         for server in reversed(self.servers):
             server.stop()
         self.servers.clear()
@@ -242,7 +254,7 @@ class Cluster:
             lambda: (worker.hostname, queue) in ctl.adopted,
             f"worker {worker.hostname} to consume {queue}",
         )
-        self.broker(worker.spec.broker).wake(worker.main().pid)
+        self.broker(worker.spec.broker, worker.spec.consumer_timeout_ms).wake(worker.main().pid)
         worker.queues.append(queue)
 
     def drop_connection(self, worker: Worker) -> None:
@@ -257,45 +269,89 @@ class Cluster:
         )
 
     def _new_worker(self, spec: WorkerSpec) -> Worker:
+        self.backend(spec.results)  # its tables exist before any worker writes a state
         self._incarnations += 1
+        env = self.env
+        if spec.consumer_timeout_ms is not None:
+            env = {**env, "SUITE_AMQP_URL": self.amqp_url(spec.consumer_timeout_ms)}
         worker = Worker(
-            spec, self.controller, self.env, self.run_dir, self._incarnations, self.run_id,
+            spec, self.controller, env, self.run_dir, self._incarnations, self.run_id,
             self._forkserver,
         )  # fmt: skip
-        self._queues[spec.broker].append(worker.queue)
+        if spec.consumer_timeout_ms is None:  # a private node goes with all its queues
+            self._queues[spec.broker].append(worker.queue)
         return worker
 
-    def broker(self, kind: str) -> Broker:
-        """Probes of the broker ``kind`` (redis: the run's own; amqp: the service)."""
-        if kind not in self._brokers:
+    def amqp_url(self, consumer_timeout_ms: int | None = None) -> str:
+        """The RabbitMQ service, or, for a ``consumer_timeout``, a private node of ours
+        started on first use: the setting is node-wide in RabbitMQ 3.10, and the
+        service is shared (harness/rabbit.py)."""
+        if consumer_timeout_ms is None:
+            return str(self.env["SUITE_AMQP_URL"])
+        node = self._rabbits.get(consumer_timeout_ms)
+        if node is None:
+            node = RabbitNode(self.run_dir / f"rabbit-ct{consumer_timeout_ms}", consumer_timeout_ms)
+            node.start()
+            self.servers.append(node)
+            self._rabbits[consumer_timeout_ms] = node
+        return node.url()
+
+    def broker(self, kind: str, consumer_timeout_ms: int | None = None) -> Broker:
+        """Probes of the broker ``kind`` (redis: the run's own; amqp: the service, or
+        the private node with that consumer timeout)."""
+        key = kind if consumer_timeout_ms is None else f"{kind}-ct{consumer_timeout_ms}"
+        if key not in self._brokers:
             if kind == "redis":
-                self._brokers[kind] = RedisBroker(self.env["SUITE_BROKER_URL"])
+                self._brokers[key] = RedisBroker(self.env["SUITE_BROKER_URL"])
             elif kind == "amqp":
-                self._brokers[kind] = AmqpBroker(self.env["SUITE_AMQP_URL"])
+                self._brokers[key] = AmqpBroker(self.amqp_url(consumer_timeout_ms))
             else:
                 raise HarnessError(f"unknown broker {kind!r}: choose redis or amqp")
-        return self._brokers[kind]
+        return self._brokers[key]
 
-    def sender(self, kind: str) -> Any:
+    def sender(self, kind: str, consumer_timeout_ms: int | None = None) -> Any:
         """A Celery app that publishes to broker ``kind`` (the application side)."""
         if kind == "redis":
             return self.app
-        if kind not in self._senders:
+        key = kind if consumer_timeout_ms is None else f"{kind}-ct{consumer_timeout_ms}"
+        if key not in self._senders:
             from celery import Celery
 
-            self.broker(kind)  # one clear error if it is unreachable
+            self.broker(kind, consumer_timeout_ms)  # one clear error if it is unreachable
             _ = self.app  # tasks.app sets how the suite declares queues
             sender = Celery(
-                f"suite-sender-{kind}", broker=self.env["SUITE_AMQP_URL"],
+                f"suite-sender-{key}", broker=self.amqp_url(consumer_timeout_ms),
                 backend=self.env["SUITE_RESULT_URL"],  # a chord needs it to be sent
             )  # fmt: skip
             sender.conf.broker_connection_retry_on_startup = False
-            self._senders[kind] = sender
-        return self._senders[kind]
+            self._senders[key] = _unsubscribed(sender)
+        return self._senders[key]
 
-    def state(self, task_id: str) -> str:
+    def backend(self, kind: str) -> Any:
+        """The result backend ``kind`` as the workers of that kind see it: ``redis``
+        (the app's own) or ``db`` (SQLAlchemy, whose tables are made here, once: two
+        workers making them at once collide in PostgreSQL's catalog)."""
+        if kind == "redis":
+            return self.app.backend
+        if kind != "db":
+            raise HarnessError(f"unknown result backend {kind!r}: choose redis or db")
+        if kind not in self._backends:
+            from celery.backends.database import DatabaseBackend
+
+            try:
+                backend = DatabaseBackend(app=self.app, url=self.env["SUITE_RESULT_DB_URL"][3:])
+                backend.get_task_meta("suite-create-tables")
+            except ImportError as exc:
+                raise HarnessError(
+                    f"the database result backend needs SQLAlchemy ({exc}): "
+                    "install the suite with `pip install -e .`"
+                ) from None
+            self._backends[kind] = backend
+        return self._backends[kind]
+
+    def state(self, task_id: str, results: str = "redis") -> str:
         """The task's state in the result backend (PENDING when nothing was stored)."""
-        return str(self.app.AsyncResult(task_id).state)
+        return str(self.app.AsyncResult(task_id, backend=self.backend(results)).state)
 
     def effect_count(self, order: str) -> int:
         from tasks.effects import store
@@ -307,7 +363,7 @@ class Cluster:
         if self._app is None:
             from tasks.app import app
 
-            self._app = app
+            self._app = _unsubscribed(app)
         return self._app
 
     def send(
@@ -319,7 +375,7 @@ class Cluster:
         queue: str | None = None,
         countdown: float | None = None,
     ) -> None:
-        self.sender(worker.spec.broker).send_task(
+        self.sender(worker.spec.broker, worker.spec.consumer_timeout_ms).send_task(
             name, args=[spec], queue=queue or worker.queue, task_id=task_id, countdown=countdown
         )
 
@@ -330,7 +386,7 @@ class Cluster:
         ``suite.chord_body`` (the result backend counts the header's results)."""
         from celery import chord
 
-        app = self.sender(worker.spec.broker)
+        app = self.sender(worker.spec.broker, worker.spec.consumer_timeout_ms)
         header = app.signature("suite.deliver", args=[spec], queue=queue, task_id=task_id)
         body = app.signature("suite.chord_body", queue=queue, task_id=body_id)
         chord([header], body).apply_async()
@@ -357,3 +413,25 @@ class Cluster:
         from tasks.invoices.models import Invoice
 
         return int(Invoice.objects.filter(order=order).count())
+
+
+def _unsubscribed(app: Any) -> Any:
+    """The harness reads task states with GET (``Cluster.state``) and never waits on
+    a result, so a send need not subscribe to the task's result channel, as Celery's
+    Redis backend does (``RedisBackend.on_task_call``). Those subscriptions outlived
+    the Redis server: an AsyncResult finalized after the run unsubscribed into a
+    closed port and retried."""
+    backend = app.backend
+    if hasattr(backend, "on_task_call"):
+        backend.on_task_call = lambda *_args, **_kwargs: None
+    return app
+
+
+def _quiet_after_stop(app: Any) -> None:
+    """An AsyncResult still held when the run ends (a sent chord keeps its results
+    pending in the backend) unsubscribes from its task's channel when it is finalized,
+    after the Redis server is gone: it would retry and warn at exit. Nothing listens
+    any more, so there is nothing to unsubscribe from."""
+    consumer = getattr(app.backend, "result_consumer", None) if app is not None else None
+    if consumer is not None:
+        consumer.cancel_for = lambda *_args, **_kwargs: None

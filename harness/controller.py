@@ -73,7 +73,8 @@ class Message:
     settled_by: list[str] = field(default_factory=list)  # who acked or rejected a delivery
     handled: int = 0  # failures (a lost child included) the main process finished handling
     states: list[str] = field(default_factory=list)
-    log: list[tuple[str, str, str]] = field(default_factory=list)  # (recv|settle, worker, tag)
+    # (recv|settle, worker, tag, place in the worker's QoS order: Redis only)
+    log: list[tuple[str, str, str, int | None]] = field(default_factory=list)
     requeued: int = 0  # deliveries rejected with requeue: the broker owes one more each
     published: int = 0  # retry messages the task's runs published (same task id)
     closed: int = 0  # deliveries handed back by the broker itself (vt, dead connection)
@@ -87,17 +88,33 @@ class Message:
         """How many of the task's messages (a retry publishes another) kombu's virtual
         QoS on ``worker`` counts against its prefetch: it keys deliveries by tag, and a
         redelivered Redis message keeps its tag, so any ack or reject of one delivery
-        uncounts them all (kombu/transport/virtual/base.py ``QoS.can_consume``)."""
+        uncounts them all (kombu/transport/virtual/base.py ``QoS.can_consume``). The
+        last call on a tag decides, in the order the worker made the calls (its
+        reports arrive on several connections, in any order: tasks/app.py
+        ``_QosOrder``)."""
+        mine = [e for e in self.log if e[1] == worker]
+        if all(e[3] is not None for e in mine):
+            mine.sort(key=lambda e: e[3] or 0)
         held: dict[str, bool] = {}
-        for kind, who, tag in self.log:
-            if who == worker:
-                held[tag] = kind == "recv"
+        for kind, _who, tag, _place in mine:
+            held[tag] = kind == "recv"
         return sum(held.values())
 
     def owed(self) -> int:
         """Deliveries the broker has yet to make: the first, one per requeue, one per
         delivery it took back, minus those made."""
         return 1 + self.published + self.requeued + self.closed - len(self.received)
+
+
+@dataclass
+class Gate:
+    """A job held at a gate inside Celery's pool (tasks/app.py ``_gates``)."""
+
+    task: str
+    name: str  # accept (in the child) | accepted (in the main process)
+    pid: int
+    conn: int
+    alive: bool = True
 
 
 def natural(x: str) -> tuple[int, int]:
@@ -162,6 +179,8 @@ class Controller:
         self._starts: list[h.Started] = []
         self._receipts: list[h.Received] = []
         self._fresh: list[Proc] = []  # processes first named since the last flush
+        self.gates: set[tuple[str, str]] = set()  # (gate, task) to hold once this example
+        self.held: dict[str, Gate] = {}  # task -> where its job is held
 
     # --- reading (all in the caller's thread: no hand-off, one order of events) -----
 
@@ -250,6 +269,8 @@ class Controller:
             self.dropped[msg["worker"]] = self.dropped.get(msg["worker"], 0) + 1
         elif kind == "hello":
             self._hello(cid, msg)
+        elif kind == "gate":
+            self._gate(cid, msg)
         elif kind == "start":
             self._receipts_first()
             self._start(cid, msg)
@@ -271,6 +292,17 @@ class Controller:
                 self.history.append(h.Finished(ex.id, msg["status"], msg.get("error")))
                 del self._conn_exec[cid]
 
+    def _gate(self, cid: int, msg: dict[str, Any]) -> None:
+        """Hold the job if the scenario asked for it at this gate (once), else let it
+        pass at once. A held job gets no answer: its process waits until it is killed."""
+        m = self.messages.get(msg["id"])
+        key = (msg["p"], m.task) if m is not None else None
+        if key is None or key not in self.gates:
+            self._reply(cid, {"go": True, "clock": self.clock})
+            return
+        self.gates.discard(key)
+        self.held[key[1]] = Gate(key[1], key[0], int(msg["pid"]), cid)
+
     def _receipts_first(self) -> None:
         """Apply every receipt already sent before an execution's start.
 
@@ -289,7 +321,8 @@ class Controller:
         if m is None:
             return  # a message of an earlier example, or of a lock scenario
         if kind in ("recv", "ack", "reject"):
-            m.log.append(("recv" if kind == "recv" else "settle", msg["worker"], msg["tag"]))
+            what = "recv" if kind == "recv" else "settle"
+            m.log.append((what, msg["worker"], msg["tag"], msg.get("seq")))
         if kind == "recv":
             m.received.append(msg["worker"])
             alias = self.aliases.get(msg["worker"], msg["worker"])
@@ -487,6 +520,9 @@ class Controller:
         pid = self._conn_pid.pop(cid, None)
         if pid is not None and pid in self.procs:
             self.procs[pid].alive = False
+        for g in self.held.values():
+            if g.conn == cid:
+                g.alive = False
         x = self._conn_exec.pop(cid, None)
         if x is not None and x in self.executions:
             ex = self.executions[x]
@@ -529,6 +565,8 @@ class Controller:
         self._starts = []
         self._receipts = []
         self._fresh = []
+        self.gates = set()
+        self.held = {}
         return self.history
 
     def accept(self, task: str, task_id: str | None = None) -> None:
@@ -537,6 +575,11 @@ class Controller:
         self._accepting.add(task)
         if task_id is not None:
             self.messages[task_id] = Message(task)
+
+    def report(self, event: h.Event) -> None:
+        """A broker-side event the runner observed: in the history at the next flush,
+        with the reports of its task."""
+        self._reports.append(event)
 
     def command(self, proc: Proc, msg: dict[str, Any]) -> None:
         """Send a command to a worker's main process on its agent connection."""

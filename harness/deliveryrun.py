@@ -19,7 +19,13 @@ message acked). Moves:
                  takes over (fixed claims only: properties/semantics.py)
     drop         cut the active worker's broker connections; it reconnects (fixed
                  claims only)
+    ctimeout     RabbitMQ's consumer_timeout passes (a private node; fixed claims only)
     vt           Redis: the visibility timeout passes now for every unacked message
+
+With a gate (``DeliveryConfig.gate``, fixed claims only), t1's job is held once inside
+the prefork pool (tasks/app.py ``_gates``): ``accept`` in the child that read it,
+before it tells the parent; ``kill t1`` then kills that child. ``accepted`` in the
+main process, before it acks; the run goes on in the child.
 
 When the active worker's main process dies, the warm standby adopts its queue. A
 scenario ends when every task was submitted, nothing runs, and (Redis) no message is
@@ -72,10 +78,11 @@ class DeliveryRunner:
             reject_on_worker_lost=config.reject_on_worker_lost, broker=config.broker,
             acks_on_failure=config.acks_on_failure, dedup=config.dedup,
             cancel_on_loss=config.cancel_on_loss, track_started=config.track_started,
-            prefetch=config.prefetch,
+            prefetch=config.prefetch, gates=config.gate is not None, results=config.results,
+            consumer_timeout_ms=config.consumer_timeout_ms,
         )  # fmt: skip
         self.capacity = config.concurrency
-        self.broker = cluster.broker(config.broker)
+        self.broker = cluster.broker(config.broker, config.consumer_timeout_ms)
 
     def run(self, tasks: int, choose: Chooser) -> DeliveryRun:
         cluster, ctl = self.cluster, self.cluster.controller
@@ -90,11 +97,14 @@ class DeliveryRunner:
         self._workers = 1
         ctl.aliases[self.worker.hostname] = "w1"
         ctl.defer_starts = True  # added at each quiescent point, in task order
-        self._counts = {"submit": 0, "kill": 0, "vt": 0, "term": 0, "quit": 0, "drop": 0}
+        self._counts = {
+            "submit": 0, "kill": 0, "vt": 0, "term": 0, "quit": 0, "drop": 0, "ctimeout": 0,
+        }  # fmt: skip
         self._handled: dict[str, int] = {}  # task id -> losses its main must handle
         self.draining: list[Worker] = []  # warm shutdown under way: they finish and exit
         self._waiting: str | None = None  # what the last look at quiescence waited for
         self._eta: dict[str, float] = {}  # task id -> when its countdown ends (monotonic)
+        self._held_seen: set[str] = set()  # tasks whose Held event is in the history
         try:
             self._settle(run)
 
@@ -109,7 +119,7 @@ class DeliveryRunner:
         finally:
             ctl.defer_starts = False
         for task, tid in run.task_ids.items():
-            run.history.append(h.FinalState(task, cluster.state(tid)))
+            run.history.append(h.FinalState(task, cluster.state(tid, self.config.results)))
         if self.config.chord:  # the body runs, or is failed, once its header has ended
             for task, tid in run.task_ids.items():
                 bid = f"{tid}-body"
@@ -134,6 +144,13 @@ class DeliveryRunner:
         ids = self.broker.unacked_ids() if self.config.broker == "redis" else []
         return [i for i in ids if i in self.cluster.controller.messages]
 
+    def _held_on(self, worker: Worker, task: str, gate: str) -> int:
+        """1 if ``task``'s job is held at ``gate`` by a live process of ``worker``."""
+        g = self.cluster.controller.held.get(task)
+        proc = self.cluster.controller.procs.get(g.pid) if g is not None else None
+        ok = g is not None and g.alive and g.name == gate and proc is not None and proc.alive
+        return int(ok and proc is not None and proc.worker == worker.hostname)
+
     def _settled(self) -> bool:
         self._waiting = self._unsettled()
         return self._waiting is None
@@ -146,6 +163,9 @@ class DeliveryRunner:
         for tid, m in ctl.messages.items():
             if m.handled < self._handled.get(tid, 0):
                 return f"{m.task}: the main process is handling its lost child"
+        for g in ctl.held.values():
+            if g.alive and g.pid not in ctl.procs:
+                return f"{g.task}: the hello of the process holding it at {g.name!r}"
         if why := self._unsettled_on(worker, active=True):
             return why
         for w in list(self.draining):
@@ -168,6 +188,8 @@ class DeliveryRunner:
         ctl = self.cluster.controller
         host = worker.hostname
         live_here = [e for e in ctl.live() if self._on(worker, e)]
+        # A job held in a child before it accepts takes that child's slot.
+        pending = sum(self._held_on(worker, m.task, "accept") for m in ctl.messages.values())
         if self.config.broker == "redis":
             held = sum(m.held_by(host) for m in ctl.messages.values())
         else:  # AMQP counts every unacked delivery on the channel
@@ -180,8 +202,9 @@ class DeliveryRunner:
             # A delivery the tracer skipped (dedup) took a slot and ended without a run.
             skipped = m.skipped.count(host)
             due_now = tid not in self._eta  # else in the worker's timer: not due yet
-            free = len(live_here) < self.capacity
-            if active and due_now and free and m.received.count(host) > len(runs) + skipped:
+            free = len(live_here) + pending < self.capacity
+            waiting = len(runs) + skipped + self._held_on(worker, m.task, "accept")
+            if active and due_now and free and m.received.count(host) > waiting:
                 return f"{m.task}: received with a free slot, not started"
             ok = sum(1 for e in runs if e.status == "ok") + skipped
             if any(e.status == "ok" and e.stored is None for e in runs):
@@ -193,6 +216,7 @@ class DeliveryRunner:
             # deferred early ack, so that ack comes when the task returns.)
             early_at_start = not self.config.acks_late and self.config.pool != "solo"
             due = len(runs) if early_at_start else ended
+            due -= self._held_on(worker, m.task, "accepted")  # held before its ack
             if worker.alive() and m.settled_by.count(host) < due:
                 return f"{m.task}: the ack or reject of a delivery is not reported"
         return None
@@ -205,7 +229,12 @@ class DeliveryRunner:
             )
         except HarnessError as exc:
             raise HarnessError(f"{exc} (still waiting: {self._waiting})") from None
-        self.cluster.controller.flush()
+        ctl = self.cluster.controller
+        for task, g in sorted(ctl.held.items()):
+            if task not in self._held_seen:
+                self._held_seen.add(task)
+                ctl.report(h.Held(task, g.name, ctl.name_of(ctl.procs[g.pid])))
+        ctl.flush()
 
     # --- enabled moves -------------------------------------------------------------------
 
@@ -214,7 +243,9 @@ class DeliveryRunner:
         live = sorted(ctl.live(), key=lambda e: natural(e.id))
         parked = [e for e in live if e.state == "parked"]
         eta = ["eta"] if self._eta else []
-        if not live and self._counts["submit"] >= tasks and not eta:
+        # A job held in a child before it accepts: no execution yet, only its child.
+        held = [t for t in sorted(ctl.held) if self._held_on(self.worker, t, "accept")]
+        if not live and self._counts["submit"] >= tasks and not eta and not held:
             # Every redelivery runs before the verdict: a message left unacked by a
             # dead worker comes back once its visibility timeout passes.
             # (AMQP gives a dead holder's messages back at once.)
@@ -234,10 +265,14 @@ class DeliveryRunner:
         here_parked = [e for e in parked if self._on(self.worker, e)]
         if "kill" in self.allowed and self._counts["kill"] < MAX_KILLS:
             moves += [f"kill {e.id}" for e in here_parked]
+            moves += [f"kill {t}" for t in held]
             if self.config.pool == "prefork":
                 moves += [f"kill-main {e.id}" for e in here_parked]
         if "drop" in self.allowed and self._counts["drop"] < MAX_SHUTDOWNS and here_parked:
             moves.append("drop")
+        timeout = self.config.consumer_timeout_ms is not None and not self._counts["ctimeout"]
+        if "ctimeout" in self.allowed and timeout and here_parked:
+            moves.append("ctimeout")
         shutdowns = self._counts["term"] + self._counts["quit"]
         for verb in ("term", "quit"):
             if verb in self.allowed and shutdowns < MAX_SHUTDOWNS and here_parked:
@@ -265,6 +300,8 @@ class DeliveryRunner:
             countdown = c.countdown or None
             if countdown:
                 self._eta[tid] = time.monotonic() + c.countdown
+            if c.gate is not None and task == "t1":
+                ctl.gates.add((c.gate, task))
             if c.chord:
                 self.cluster.send_chord(self.worker, spec, tid, f"{tid}-body", self.queue)
             else:
@@ -276,7 +313,9 @@ class DeliveryRunner:
                 m = ctl.messages[tid]
                 ctl.wait(lambda: bool(m.received), f"{task} to reach the worker")
             else:
-                ctl.wait(lambda: ctl.started(task) is not None, f"{task} to start")
+                ctl.wait(
+                    lambda: ctl.started(task) is not None or task in ctl.held, f"{task} to start"
+                )
             return
         if verb == "eta":
             self._await_eta()
@@ -293,6 +332,10 @@ class DeliveryRunner:
             self._counts["drop"] += 1
             self._drop(run)
             return
+        if verb == "ctimeout":
+            self._counts["ctimeout"] += 1
+            self._consumer_timeout(run)
+            return
         if verb == "vt":
             self._counts["vt"] += 1
             run.history.append(h.VisibilityTimeout())
@@ -306,6 +349,12 @@ class DeliveryRunner:
                 ctl.messages[tid].closed += 1
                 self.broker.age_unacked(tag)
                 self._settle(run)
+            return
+        if verb == "kill" and target not in ctl.executions and target in ctl.held:
+            self._counts["kill"] += 1
+            proc = ctl.procs[ctl.held[target].pid]
+            run.history.append(h.Killed(ctl.name_of(proc)))
+            self.worker.kill(proc)
             return
         ex = ctl.executions[target]
         proc = ctl.procs[ex.pid]
@@ -390,6 +439,24 @@ class DeliveryRunner:
         self.cluster.drop_connection(worker)
         for m in ctl.messages.values():
             m.closed += m.outstanding(worker.hostname)
+
+    def _consumer_timeout(self, run: DeliveryRun) -> None:
+        """RabbitMQ's ``consumer_timeout`` passes for the active worker's oldest
+        unacked delivery: the broker closes that channel, dropping its consumer, and
+        requeues what was unacked on it (about the timeout plus one channel tick after
+        the delivery: harness/rabbit.py). Celery 5.7 takes the channel error for an
+        unrecoverable one ("Unrecoverable error: PreconditionFailed", celery #6760):
+        the worker begins a warm shutdown by itself and finishes what runs, so the
+        standby takes the queue over, as after ``term``; the settles wait for the
+        redelivery and for the old worker's exit."""
+        ctl, worker = self.cluster.controller, self.worker
+        run.history.append(h.ConsumerTimedOut(ctl.aliases.get(worker.hostname, "?")))
+        self._await_consumer_gone()
+        for m in ctl.messages.values():
+            m.closed += m.outstanding(worker.hostname)
+        self.draining.append(worker)
+        self.cluster.retire(worker)
+        self._take_over(run)
 
     def _kill_main(self, run: DeliveryRun) -> None:
         ctl, worker = self.cluster.controller, self.worker

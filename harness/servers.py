@@ -99,24 +99,33 @@ class _Server:
             self._proc.kill_group()  # it died on its own: reap its leftovers
             self._proc = None
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        argv = self._argv()
-        self._prepare()
-        proc = spawn(
-            argv,
-            name=self.name,
-            user=self._user(),
-            cwd=str(self.run_dir),
-            log_path=str(self.log_path),
-        )
-        self._proc = proc
         try:
-            self._await_ready(proc)
+            argv = self._argv()
+            self._prepare()
+            self._proc = spawn(
+                argv,
+                name=self.name,
+                user=self._user(),
+                env=self._env(),
+                cwd=str(self.run_dir),
+                log_path=str(self.log_path),
+            )
+            self._await_ready(self._proc)
             self._after_ready()
         except BaseException:
-            proc.kill_group()
-            self._proc = None
+            proc, self._proc = self._proc, None
+            self._abandon(proc)
             raise
         return self
+
+    def _env(self) -> dict[str, str] | None:
+        """The server's environment; None: ours."""
+        return None
+
+    def _abandon(self, proc: Managed | None) -> None:
+        """A start failed: leave nothing of it running."""
+        if proc is not None:
+            proc.kill_group()
 
     def _await_ready(self, proc: Managed) -> None:
         def ready() -> bool:

@@ -36,6 +36,9 @@ class WorkerSpec:
     prefetch: int = 1
     max_tasks_per_child: int | None = None
     state_init: int | None = None  # what worker_process_init sets (tasks/state.py)
+    gates: bool = False  # scheduling points inside the prefork pool (tasks/app.py _gates)
+    results: str = "redis"  # the result backend: redis | db (SQLAlchemy on PostgreSQL)
+    consumer_timeout_ms: int | None = None  # amqp: a private node with this timeout
 
     @property
     def name(self) -> str:
@@ -48,10 +51,13 @@ class WorkerSpec:
             f"-p{self.prefetch}" if self.prefetch != 1 else ""
         )
         broker = "" if self.broker == "redis" else f"-{self.broker}"
+        if self.consumer_timeout_ms is not None:
+            broker += f"-ct{self.consumer_timeout_ms}"
         if self.max_tasks_per_child is not None:
             extra += f"-mtpc{self.max_tasks_per_child}"
         if self.state_init is not None:
             extra += f"-init{self.state_init}"
+        extra += ("-gates" if self.gates else "") + ("" if self.results == "redis" else "-dbres")
         return f"{self.pool}{self.concurrency}{flags}{extra}{broker}"
 
     @property
@@ -102,7 +108,10 @@ class Worker:
             SUITE_TRACK_STARTED="1" if self.spec.track_started else "0",
             SUITE_PREFETCH=str(self.spec.prefetch),
             SUITE_STATE_INIT="" if self.spec.state_init is None else str(self.spec.state_init),
+            SUITE_GATES="1" if self.spec.gates else "0",
         )
+        if self.spec.results == "db":
+            env["SUITE_RESULT_URL"] = env["SUITE_RESULT_DB_URL"]
         if self.spec.broker == "amqp":
             env["SUITE_BROKER_URL"] = env["SUITE_AMQP_URL"]
         level = os.environ.get("SUITE_WORKER_LOGLEVEL", "WARNING")  # DEBUG to see Celery's side

@@ -145,6 +145,13 @@ class DeliveryConfig:
     cancel_on_loss: bool = False
     countdown: float = 0.0  # apply_async(countdown=...): the worker holds it unacked
     chord: bool = False  # each task is the one header task of a chord (its body: chord(tN))
+    # Hold t1's job once at a gate inside the prefork pool (tasks/app.py ``_gates``):
+    # "accept" (in the child, before it tells the parent) or "accepted" (in the main
+    # process, before it acks). Fixed semantics claims only.
+    gate: str | None = None
+    results: str = "redis"  # the result backend: redis | db (SQLAlchemy, PostgreSQL)
+    # RabbitMQ's consumer_timeout, on a private node (node-wide in 3.10). Fixed claims.
+    consumer_timeout_ms: int | None = None
 
     def __post_init__(self) -> None:
         if self.broker not in BROKERS:
@@ -163,6 +170,14 @@ class DeliveryConfig:
             raise ValueError("dedup only acts with acks_late (Celery ignores it)")
         if self.countdown < 0:
             raise ValueError(f"countdown {self.countdown} is negative")
+        if self.gate not in (None, "accept", "accepted"):
+            raise ValueError(f"unknown gate {self.gate!r}: choose accept or accepted")
+        if self.gate is not None and self.pool != "prefork":
+            raise ValueError("gates are inside the prefork pool: pool must be prefork")
+        if self.consumer_timeout_ms is not None and self.broker != "amqp":
+            raise ValueError("consumer_timeout_ms is a RabbitMQ setting: broker must be amqp")
+        if self.results not in ("redis", "db"):
+            raise ValueError(f"unknown result backend {self.results!r}: choose redis or db")
 
     @property
     def ack(self) -> str:

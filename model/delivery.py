@@ -95,11 +95,16 @@ class DeliveryModel:
     """Replays one history; ``mismatches`` collects every disagreement."""
 
     def __init__(self, config: DeliveryConfig) -> None:
-        if config.dedup or config.cancel_on_loss or config.countdown or config.chord:
+        fixed_only = (
+            config.dedup or config.cancel_on_loss or bool(config.countdown) or config.chord
+            or config.gate is not None or config.consumer_timeout_ms is not None
+        )  # fmt: skip
+        if fixed_only or config.results != "redis":
             # Those settings are checked by fixed runs (properties/semantics.py) only.
             raise ValueError(
                 "the delivery model predicts runs without dedup, cancel_on_loss, a "
-                "countdown or a chord"
+                "countdown, a chord, a gate or a consumer timeout, on the Redis result "
+                "backend"
             )
         self.config = config
         self.tasks: dict[str, _Task] = {}

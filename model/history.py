@@ -189,6 +189,26 @@ class Skipped(Event):
 
 
 @dataclass(frozen=True)
+class Held(Event):
+    """The task's job stopped inside Celery's pool machinery, at a gate the scenario
+    set: ``accept`` in the pool child that read the job, before it tells the parent it
+    accepted it; ``accepted`` in the main process, told, before it acks (early ack).
+    It stays there until its process is killed (fixed semantics claims)."""
+
+    task: str
+    gate: str
+    process: str
+
+
+@dataclass(frozen=True)
+class ConsumerTimedOut(Event):
+    """RabbitMQ's ``consumer_timeout`` passed for a worker's oldest unacked delivery:
+    the broker closes that channel and requeues what was unacked on it."""
+
+    worker: str
+
+
+@dataclass(frozen=True)
 class ConnectionDropped(Event):
     """A worker's connections to the broker were cut (it reconnects by itself)."""
 

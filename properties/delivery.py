@@ -58,6 +58,18 @@ def judge(prop: str, config: DeliveryConfig, run: DeliveryRun) -> Failure | None
     return None
 
 
+def _first_failure(exc: BaseException) -> str:
+    """What failed first when Hypothesis could not make a failure happen again
+    (FlakyFailure): the original error, with the timeline of the run that raised it."""
+    subs = getattr(exc, "exceptions", None)
+    if not subs:
+        return ""
+    first = subs[0]
+    detail = first.report() if isinstance(first, Failure) else f"{type(first).__name__}: {first}"
+    detail += "".join(f"\n{note}" for note in getattr(first, "__notes__", []))
+    return f"\nThe first run failed with: {detail}"
+
+
 def search(cluster: Cluster, config: DeliveryConfig, prop: str) -> Outcome:
     runner = DeliveryRunner(cluster, config, frozenset(PROPERTIES[prop].moves))
     examples = 0
@@ -65,7 +77,11 @@ def search(cluster: Cluster, config: DeliveryConfig, prop: str) -> Outcome:
     def one(data: st.DataObject) -> None:
         nonlocal examples
         examples += 1
-        run = runner.run(data.draw(TASKS, label="tasks"), schedule(data))
+        try:
+            run = runner.run(data.draw(TASKS, label="tasks"), schedule(data))
+        except Exception as exc:  # kept for the report if a replay does not repeat it
+            exc.add_note("Timeline:\n" + render(cluster.controller.history.events))
+            raise
         failure = judge(prop, config, run)
         if failure is not None:
             raise failure
@@ -90,7 +106,10 @@ def search(cluster: Cluster, config: DeliveryConfig, prop: str) -> Outcome:
         return outcome(verdict_of(failure), failure=failure, found_by="search")
     except Exception as exc:  # a harness error is a verdict too, never a pass
         where = render(cluster.controller.history.events)
-        return outcome("harness error", error=f"{type(exc).__name__}: {exc}\nTimeline:\n{where}")
+        first = _first_failure(exc)
+        return outcome(
+            "harness error", error=f"{type(exc).__name__}: {exc}{first}\nTimeline:\n{where}"
+        )
     finally:
         engine.MAX_SHRINKING_SECONDS = shrink
     searched = examples

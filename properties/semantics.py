@@ -20,7 +20,7 @@ from model import history as h
 from model.config import DeliveryConfig
 from properties.timeline import render
 
-FAULTS = ("kill", "kill-main", "vt", "term", "quit", "drop")
+FAULTS = ("kill", "kill-main", "vt", "term", "quit", "drop", "ctimeout")
 Check = Callable[[Sequence[h.Event], list[int]], str | None]  # None: confirmed; else why not
 
 
@@ -45,6 +45,9 @@ class Claim:
     countdown: float = 0.0  # every task is sent with this countdown (an ETA)
     reserve: bool = False  # submit may fill the prefetch buffer (no free slot needed)
     chord: bool = False  # t1 is the header of a chord (its body: chord(t1))
+    gate: str | None = None  # hold t1's job once inside the pool: accept | accepted
+    results: str = "redis"  # the result backend: redis | db
+    consumer_timeout_ms: int | None = None  # amqp: RabbitMQ's, on a private node
 
     @property
     def slots(self) -> int:
@@ -78,6 +81,9 @@ class ClaimResult:
                 "cancel_long_running_tasks_on_connection_loss": c.cancel_on_loss,
                 "countdown": c.countdown,
                 "chord": c.chord,
+                "gate": c.gate or "none",
+                "result_backend": c.results,
+                "consumer_timeout_ms": c.consumer_timeout_ms,
                 "fault": ",".join(m for m in c.moves if m.split()[0] in FAULTS) or "none",
             },
             "verdict": self.verdict,
@@ -353,6 +359,51 @@ def _chord_failed(ev: Sequence[h.Event], _: list[int]) -> str | None:
     return None
 
 
+def _given_to_another_child(ev: Sequence[h.Event], _: list[int]) -> str | None:
+    """t1's job, held in a child that had read it but not yet accepted it, was put
+    back when that child died and run by another child: one receipt (the broker never
+    saw it again), one run, no WorkerLostError."""
+    held, killed, runs = _of(ev, h.Held), _of(ev, h.Killed), _runs(ev)
+    if not held or not killed or killed[0].process != held[0].process:
+        return f"held {[e.process for e in held]}, killed {[e.process for e in killed]}"
+    got = [e.redelivered for e in _of(ev, h.Received) if e.task == "t1"]
+    if got != [False]:
+        return f"receipts (redelivered): {got}: the broker gave it out again"
+    if len(runs) != 1 or runs[0].process == held[0].process:
+        return f"runs {[(r.execution, r.process) for r in runs]}: not run by another child"
+    if "FAILURE" in _states(ev) or _final(ev) != "SUCCESS":
+        return f"states {_states(ev)}, final {_final(ev)}"
+    return None
+
+
+def _partly_run_again(ev: Sequence[h.Event], _: list[int]) -> str | None:
+    """The main process was held after the child's accept and before the early ack;
+    the run went on in the child; the worker was killed: the message, never acked,
+    ran again on the next worker."""
+    held, killed, runs = _of(ev, h.Held), _of(ev, h.Killed), _runs(ev)
+    if not held or held[0].gate != "accepted" or not killed:
+        return f"held {held}, killed {killed}"
+    kill = ev.index(killed[0])
+    if any(ev.index(a) < kill for a in _of(ev, h.Acked)):
+        return "the message was acked before the kill"
+    if not runs or ev.index(runs[0]) > kill:
+        return "the first run had not started before the kill"
+    if len(runs) != 2 or not runs[1].redelivered or _final(ev) != "SUCCESS":
+        return f"runs {[(r.execution, r.redelivered) for r in runs]}, final {_final(ev)}"
+    return None
+
+
+def _success_kept(ev: Sequence[h.Event], _: list[int]) -> str | None:
+    """The retry (level 1) stored SUCCESS, then the first run's RETRY was written:
+    the backend kept SUCCESS."""
+    states, final = _states(ev), _final(ev)
+    if "SUCCESS" not in states or "RETRY" not in states[states.index("SUCCESS") :]:
+        return f"states written {states}: no RETRY after SUCCESS"
+    if final != "SUCCESS":
+        return f"final state {final}: the RETRY replaced SUCCESS"
+    return None
+
+
 CLAIMS: tuple[Claim, ...] = (
     Claim("ack.early", "1", "task_acks_late=False acks when the pool accepts the job",
           "early", ("submit",), _acked_at_start),
@@ -439,6 +490,38 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("chord-fails", "5", "a header task that fails with WorkerLostError (its "
           "child killed) fails the chord: the body never runs and is stored as FAILURE",
           "early", ("submit", "step t1", "kill t1"), _chord_failed, chord=True),
+    Claim("child-written-not-accepted", "2", "a job written to a prefork child that has "
+          "not yet accepted it is put back when the child dies and given to another "
+          "child: no WorkerLostError, no second delivery", "early", ("submit", "kill t1"),
+          _given_to_another_child, gate="accept"),
+    Claim("kill-between-accept-and-ack", "2", "a kill of the main process between "
+          "\"child accepted\" and \"parent acked\" redelivers a partly run early-ack "
+          "task (Redis: after the visibility timeout)", "early",
+          ("submit", "step t1", "step t1", "kill-main t1", "vt"), _partly_run_again,
+          gate="accepted", inferred=True),
+    Claim("success-not-overwritten", "4", "Redis result backend (key-value): the retry "
+          "stores SUCCESS before the first run's RETRY is written; the backend keeps "
+          "SUCCESS (one broker: the backend decides)", "late",
+          ("submit", "step t1", "step t1", "step t1", "step t1#2", "step t1#2",
+           "step t1#2", "step t1"), _success_kept, brokers=("redis",),
+          retries=1),
+    Claim("success-not-overwritten.db", "4", "database result backend (SQLAlchemy, "
+          "PostgreSQL) keeps SUCCESS too, unlike what the reference says: the first run's "
+          "RETRY, written after the retry stored SUCCESS, is ignored (Celery 5.7 "
+          "celery/backends/database/__init__.py DatabaseBackend._store_result locks the "
+          "row and returns on SUCCESS; one broker: the backend decides)", "late",
+          ("submit", "step t1", "step t1", "step t1", "step t1#2", "step t1#2",
+           "step t1#2", "step t1"), _success_kept, brokers=("redis",),
+          retries=1, results="db"),
+    Claim("consumer-timeout", "3", "RabbitMQ consumer_timeout closes the channel of a "
+          "delivery left unacked longer (here 2 s, on a private node: the setting is "
+          "node-wide in 3.10) and requeues it; Celery 5.7 calls that channel error "
+          "unrecoverable and shuts the worker down warm (celery #6760): the first run "
+          "goes on and the message runs again, flagged redelivered, on the next worker; "
+          "the first run's ack raises nothing in the worker (RabbitMQ refuses it: "
+          "unknown delivery tag), and the worker exits",
+          "late", ("submit", "ctimeout"), _run_twice("succeeded"), brokers=("amqp",),
+          consumer_timeout_ms=2000),
     Claim("warm-shutdown", "2", "warm shutdown (SIGTERM): the worker finishes the running "
           "task, acks it, and exits; nothing runs twice", "late",
           ("submit", "step t1", "term"), _finished_once),
@@ -475,21 +558,9 @@ class Untested:
         }  # fmt: skip
 
 
-UNTESTED: tuple[Untested, ...] = (
-    Untested("child-written-not-accepted", "2", "a job written to a child but not yet "
-             "accepted is given to another child", "no scheduling point inside the pool"),
-    Untested("kill-between-accept-and-ack", "2", "(inferred) a kill between \"child "
-             "accepted\" and \"parent acked\" redelivers a partly run early-ack task",
-             "no scheduling point inside Celery between the two"),
-    Untested("consumer-timeout", "3", "RabbitMQ consumer_timeout closes a channel whose "
-             "delivery stays unacked too long", "RabbitMQ here is 3.10: consumer_timeout is "
-             "a node-wide setting (the per-queue x-consumer-timeout needs 3.12) checked about "
-             "once a minute; changing the shared service's setting would reach its other users"),
-    Untested("success-not-overwritten", "4", "key-value backends refuse to overwrite "
-             "SUCCESS (non-atomically), the database backend does not",
-             "the order of two lineages' state writes is a race the harness does not "
-             "control (README: Choices and limits)"),
-)  # fmt: skip
+# Every row of sections 1-5 has a run now; a row added to the reference that cannot be
+# run yet goes here, with the reason.
+UNTESTED: tuple[Untested, ...] = ()
 
 
 def _entries(cluster: Cluster, runner: DeliveryRunner) -> int:
@@ -504,9 +575,11 @@ def check(cluster: Cluster, claim: Claim, broker: str) -> ClaimResult:
         reject_on_worker_lost=claim.ack == "late+requeue", retries=claim.retries,
         max_retries=claim.max_retries, acks_on_failure=claim.acks_on_failure,
         dedup=claim.dedup, cancel_on_loss=claim.cancel_on_loss, countdown=claim.countdown,
-        chord=claim.chord,
+        chord=claim.chord, gate=claim.gate, results=claim.results,
+        consumer_timeout_ms=claim.consumer_timeout_ms,
     )  # fmt: skip
-    allowed = {"kill", "vt", "term", "quit", "drop"} | ({"reserve"} if claim.reserve else set())
+    allowed = {"kill", "vt", "term", "quit", "drop", "ctimeout"}
+    allowed |= {"reserve"} if claim.reserve else set()
     runner = DeliveryRunner(cluster, config, frozenset(allowed))
     # AMQP has no visibility timeout: what Redis waits for it for comes back at once.
     queue = [m for m in claim.moves if not (m == "vt" and broker == "amqp")]

@@ -61,6 +61,11 @@ def _line(e: h.Event, where: dict[str, str]) -> tuple[str, str]:
             return "-", f"broker: {t} ack FAILED ({why})"
         case h.Skipped(task=t, worker=w):
             return "-", f"{w} SKIPPED {t}: already SUCCESS (deduplicate_successful_tasks)"
+        case h.Held(task=t, gate=g, process=p):
+            stage = "child, before it tells the parent" if g == "accept" else "main, before it acks"
+            return "-", f"{p} HOLDS {t} at {g!r} ({stage})"
+        case h.ConsumerTimedOut(worker=w):
+            return "-", f"CONSUMER TIMEOUT passes for {w}: RabbitMQ closes its channel"
         case h.ConnectionDropped(worker=w):
             return "-", f"BROKER CONNECTION of {w} DROPPED"
         case h.Rejected(task=t, requeue=r):

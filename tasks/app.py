@@ -97,6 +97,63 @@ def _expiring_queues() -> None:
 _expiring_queues()
 
 
+class _QosOrder:
+    """Where kombu's virtual QoS took and let go of each delivery, in one order.
+
+    Redis emulates prefetch in the worker (kombu/transport/virtual/base.py ``QoS``):
+    ``append`` counts a delivery by its tag, ``ack``/``reject`` uncount the tag, and a
+    restored copy keeps its tag, so whether the worker may take another message
+    depends on the order of those calls. The threads pool acks in its own thread and
+    reports on its own connection, so the reports reach the controller in any order;
+    each carries its place in this process's order instead (a number taken under one
+    lock with the QoS call itself)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.next = 0
+        self.appended: dict[Any, int] = {}  # tag -> place of its latest append
+        self.local = threading.local()  # .last: this thread's latest ack or reject
+
+    def take(self) -> int:
+        self.next += 1
+        return self.next
+
+    def settled(self, call: Any) -> int | None:
+        """Run an ack or reject; its place, if it went through the virtual QoS
+        (Redis: yes; RabbitMQ keeps its QoS in the broker)."""
+        self.local.last = None
+        call()
+        last: int | None = self.local.last
+        return last
+
+
+def _qos_order() -> _QosOrder:
+    from kombu.transport.virtual import base as virtual
+
+    order = _QosOrder()
+    append, ack, reject = virtual.QoS.append, virtual.QoS.ack, virtual.QoS.reject
+
+    def appended(self: Any, message: Any, delivery_tag: Any) -> None:
+        with order.lock:
+            append(self, message, delivery_tag)
+            order.appended[delivery_tag] = order.take()
+
+    def acked(self: Any, delivery_tag: Any) -> None:
+        with order.lock:
+            ack(self, delivery_tag)
+            order.local.last = order.take()
+
+    def rejected(self: Any, delivery_tag: Any, requeue: bool = False) -> None:
+        with order.lock:
+            reject(self, delivery_tag, requeue=requeue)
+            order.local.last = order.take()
+
+    virtual.QoS.append = appended  # type: ignore[method-assign]
+    virtual.QoS.ack = acked  # type: ignore[method-assign]
+    virtual.QoS.reject = rejected  # type: ignore[method-assign]
+    return order
+
+
 def _report_deliveries() -> None:
     """The worker tells the controller what it does with each message: received (in
     the main process, before the pool), acked, rejected, loss handled, and every
@@ -107,13 +164,15 @@ def _report_deliveries() -> None:
     from kombu.message import Message
 
     worker = os.environ.get("SUITE_WORKER", "?")
+    seq = _qos_order()
 
     def received(request: Any, **_: Any) -> None:
         info = request.delivery_info or {}
         level = int((request._request_dict or {}).get("retries") or 0)
+        tag = request.message.delivery_tag
         points.notify(
             "recv", id=request.id, worker=worker, redelivered=bool(info.get("redelivered")),
-            level=level, tag=str(request.message.delivery_tag),
+            level=level, tag=str(tag), seq=seq.appended.get(tag),
         )  # fmt: skip
 
     signals.task_received.connect(received, weak=False)
@@ -125,7 +184,7 @@ def _report_deliveries() -> None:
     def acknowledge(self: Any, multiple: bool = False) -> None:
         tid = (self.headers or {}).get("id")
         try:
-            ack(self, multiple=multiple)
+            place = seq.settled(lambda: ack(self, multiple=multiple))
         except Exception as exc:
             # The channel the delivery came on is gone (the connection dropped):
             # Celery logs "Couldn't ack"; the broker has given the message back.
@@ -136,14 +195,15 @@ def _report_deliveries() -> None:
                 )  # fmt: skip
             raise
         if tid is not None:
-            points.notify("ack", id=tid, worker=worker, tag=str(self.delivery_tag))
+            points.notify("ack", id=tid, worker=worker, tag=str(self.delivery_tag), seq=place)
 
     def rejected(self: Any, requeue: bool = False) -> None:
-        reject(self, requeue=requeue)
+        place = seq.settled(lambda: reject(self, requeue=requeue))
         if (tid := (self.headers or {}).get("id")) is not None:
             points.notify(
-                "reject", id=tid, worker=worker, requeue=requeue, tag=str(self.delivery_tag)
-            )
+                "reject", id=tid, worker=worker, requeue=requeue, tag=str(self.delivery_tag),
+                seq=place,
+            )  # fmt: skip
 
     def failed(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -201,6 +261,51 @@ def _report_skips() -> None:
 
 
 _report_skips()
+
+
+def _gates() -> None:
+    """Two scheduling points inside Celery's prefork pool, for the claims about the
+    window between a job reaching a child and its message being acked:
+
+    ``accept``: the child has read the job from its pipe and not yet sent the parent
+    its ACK (billiard/pool.py ``Worker.workloop``: ``wait_for_job`` then
+    ``put((ACK, ...))``), so the parent sees it written, not accepted.
+    ``accepted``: the parent got that ACK and has not yet acked the message
+    (celery/worker/request.py ``Request.on_accepted``, which acks when not acks_late).
+
+    Each asks the controller, which holds only the job the scenario names; every
+    other job passes at the cost of one round trip. Installed only in workers started
+    with gates, before the pool forks its children."""
+    if os.environ.get("SUITE_GATES") != "1":
+        return
+    from billiard import pool
+    from celery.worker.request import Request
+
+    make, accepted = pool.Worker._make_child_methods, Request.on_accepted
+
+    def make_child_methods(self: Any, *args: Any, **kwargs: Any) -> None:
+        make(self, *args, **kwargs)
+        receive = self.wait_for_job
+
+        def wait_for_job(*a: Any, **kw: Any) -> Any:
+            req = receive(*a, **kw)
+            if req:  # (TASK, (job, i, fun, args, kwargs)); args[1] is the task id
+                targs = req[1][3]  # celery/worker/request.py ``execute_using_pool``
+                if len(targs) > 1 and isinstance(targs[1], str):
+                    points.gate("accept", targs[1])
+            return req
+
+        self.wait_for_job = wait_for_job
+
+    def on_accepted(self: Any, pid: int, time_accepted: float) -> None:
+        points.gate("accepted", self.id)
+        accepted(self, pid, time_accepted)
+
+    pool.Worker._make_child_methods = make_child_methods
+    Request.on_accepted = on_accepted
+
+
+_gates()
 
 _agent: socket.socket | None = None
 

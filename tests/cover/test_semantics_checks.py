@@ -147,7 +147,45 @@ def test_chord_fails_with_its_header() -> None:
 def test_the_delivery_model_refuses_settings_only_fixed_runs_check() -> None:
     from model.delivery import DeliveryModel
 
-    for extra in ({"dedup": True}, {"cancel_on_loss": True}, {"countdown": 1.0}, {"chord": True}):
+    fixed_only = (
+        {"dedup": True}, {"cancel_on_loss": True}, {"countdown": 1.0}, {"chord": True},
+        {"gate": "accept"}, {"results": "db"},
+    )  # fmt: skip
+    for extra in fixed_only:
         config = DeliveryConfig("redis", "prefork", 2, True, **extra)  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="predicts runs without"):
             DeliveryModel(config)
+
+
+def test_a_job_held_before_accept_goes_to_another_child() -> None:
+    held = [h.Received("t1", "w1"), h.Held("t1", "accept", "w1.c1"), h.Killed("w1.c1")]
+    ran = [h.Started("t1", "t1", "w1.c2"), h.Acked("t1"), h.StateWritten("t1", "SUCCESS")]
+    ok = [*held, *ran, h.FinalState("t1", "SUCCESS")]
+    assert sem._given_to_another_child(ok, []) is None
+    # Killed while running (no hold): WorkerLostError, the row's opposite.
+    lost = [h.Received("t1", "w1"), START, h.Killed("w1.c1"), h.FinalState("t1", "FAILURE")]
+    assert "held []" in str(sem._given_to_another_child(lost, []))
+    again = [*held, h.Received("t1", "w2", redelivered=True), *ran, h.FinalState("t1", "SUCCESS")]
+    assert "gave it out again" in str(sem._given_to_another_child(again, []))
+    failed = [*held, *ran, h.StateWritten("t1", "FAILURE"), h.FinalState("t1", "FAILURE")]
+    assert "final FAILURE" in str(sem._given_to_another_child(failed, []))
+    also_held = [*held, h.Started("t1", "t1", "w1.c1"), h.FinalState("t1", "SUCCESS")]
+    assert "not run by another child" in str(sem._given_to_another_child(also_held, []))
+
+
+def test_a_kill_between_accept_and_ack_runs_the_task_again() -> None:
+    head = [START, h.Held("t1", "accepted", "w1")]
+    ok = [*head, h.Killed("w1"), AGAIN, h.Acked("t1"), h.FinalState("t1", "SUCCESS")]
+    assert sem._partly_run_again(ok, []) is None
+    acked = [START, h.Acked("t1"), h.Held("t1", "accepted", "w1"), h.Killed("w1")]
+    assert "acked before the kill" in str(sem._partly_run_again(acked, []))
+    lost = [*head, h.Killed("w1"), h.FinalState("t1", "STARTED")]
+    assert "runs [('t1', False)]" in str(sem._partly_run_again(lost, []))
+
+
+def test_a_retry_written_after_success_does_not_replace_it() -> None:
+    states = [h.StateWritten("t1", s) for s in ("STARTED", "STARTED", "SUCCESS", "RETRY")]
+    assert sem._success_kept([*states, h.FinalState("t1", "SUCCESS")], []) is None
+    assert "RETRY replaced" in str(sem._success_kept([*states, h.FinalState("t1", "RETRY")], []))
+    early = [states[0], states[3], states[2], h.FinalState("t1", "SUCCESS")]
+    assert "no RETRY after SUCCESS" in str(sem._success_kept(early, []))
