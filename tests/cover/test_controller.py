@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness.controller import Controller
+from harness.controller import Controller, Message
 from harness.errors import HarnessTimeout
 from model import history as h
 from tasks import points
@@ -162,3 +162,45 @@ def test_deferred_reports_are_flushed_in_task_order(ctl: Controller) -> None:
     for t in threads:
         t.join(5)
     reporter.close()
+
+
+def test_a_tag_is_held_by_the_last_qos_call_in_the_workers_order() -> None:
+    """A restored Redis copy keeps its tag. The ack of the first delivery and the
+    receipt of the copy travel on two connections; the worker's own order decides."""
+    m = Message("t1")
+    m.log += [("recv", "w@x", "1", 1), ("recv", "w@x", "1", 3), ("settle", "w@x", "1", 2)]
+    assert m.held_by("w@x") == 1  # acked (2), then the copy taken again (3)
+    m.log[1:] = [("recv", "w@x", "1", 2), ("settle", "w@x", "1", 3)]
+    assert m.held_by("w@x") == 0
+    # Without places (RabbitMQ), the arrival order is all there is.
+    plain = Message("t1", log=[("recv", "w@x", "1", None), ("settle", "w@x", "1", None)])
+    assert plain.held_by("w@x") == 0 and plain.held_by("other") == 0
+
+
+def test_a_gate_holds_only_the_named_job_once(ctl: Controller) -> None:
+    """``points.gate`` passes at once unless the example asked to hold that task there;
+    a held job gets no answer, and its process's death marks the hold gone."""
+    ctl.accept("t1", "id-t1")
+    ctl.gates.add(("accept", "t1"))
+    passed: list[str] = []
+
+    def ask(task_id: str) -> None:
+        try:
+            points.gate("accept", task_id)
+        except points.ControlError:
+            passed.append(f"{task_id} cut off")  # what a held job sees if we close first
+            return
+        passed.append(task_id)
+
+    for tid in ("id-other", "id-t1"):
+        threading.Thread(target=ask, args=(tid,), daemon=True).start()
+    ctl.wait(lambda: "t1" in ctl.held, "the hold", timeout=5)
+    ctl.wait(lambda: passed == ["id-other"], "the other job to pass", timeout=5)
+    gate = ctl.held["t1"]
+    assert (gate.name, gate.pid, gate.alive) == ("accept", os.getpid(), True)
+    assert ctl.gates == set()  # once: a put-back job passes the next time
+    ctl._socks[gate.conn].close()  # as if the holder died
+    ctl._closed(gate.conn)
+    assert not ctl.held["t1"].alive
+    ctl.wait(lambda: len(passed) == 2, "the held thread to see the close", timeout=5)
+    assert passed == ["id-other", "id-t1 cut off"]  # never let through
