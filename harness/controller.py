@@ -338,8 +338,9 @@ class Controller:
             self._reports.append(h.AckFailed(m.task, failed) if failed else h.Acked(m.task))
         elif kind == "reject":
             m.settled_by.append(msg["worker"])
-            m.requeued += bool(msg["requeue"])
-            self._reports.append(h.Rejected(m.task, bool(msg["requeue"])))
+            back = bool(msg.get("back", msg["requeue"]))
+            m.requeued += back
+            self._reports.append(h.Rejected(m.task, bool(msg["requeue"]), back))
         elif kind == "handled":
             m.handled += 1
         elif kind == "skipped":

@@ -284,7 +284,12 @@ class DeliveryModel:
             # ``_success_was_stored``, Celery 5.7; seen by the suite first).
             pass
         elif c.acks_late and c.reject_on_worker_lost:
-            d.copy.back += 1  # rejected with requeue; no state written
+            # Rejected with requeue, no state written. Redis pushes the message back
+            # only if its unacked entry is still there: a visibility timeout that
+            # already restored it leaves nothing to push (kombu/transport/redis.py
+            # ``QoS.restore_by_tag``; seen in a full-matrix run, 2026-11-21).
+            if c.broker == "amqp" or d.copy.entry:
+                d.copy.back += 1
         else:
             task.states.append("FAILURE")  # acked (or already acked, early)
         d.unacked = False

@@ -219,6 +219,9 @@ class ConnectionDropped(Event):
 class Rejected(Event):
     task: str
     requeue: bool
+    # A copy went back to the queue. Redis pushes back only what its unacked hash
+    # still holds: nothing after the visibility timeout restored the message.
+    restored: bool = True
 
 
 @dataclass(frozen=True)

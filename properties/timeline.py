@@ -68,7 +68,9 @@ def _line(e: h.Event, where: dict[str, str]) -> tuple[str, str]:
             return "-", f"CONSUMER TIMEOUT passes for {w}: RabbitMQ closes its channel"
         case h.ConnectionDropped(worker=w):
             return "-", f"BROKER CONNECTION of {w} DROPPED"
-        case h.Rejected(task=t, requeue=r):
+        case h.Rejected(task=t, requeue=r, restored=back):
+            if r and not back:
+                return "-", f"broker: {t} rejected, requeue asked: nothing left to restore"
             return "-", f"broker: {t} rejected" + (", requeued" if r else "")
         case h.StateWritten(task=t, state=s):
             return "-", f"backend: {t} -> {s}"

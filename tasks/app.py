@@ -118,16 +118,17 @@ class _QosOrder:
         self.next += 1
         return self.next
 
-    def settled(self, call: Any) -> int | None:
-        """Run an ack or reject; its place, if it went through the virtual QoS
-        (Redis: yes; RabbitMQ keeps its QoS in the broker)."""
-        self.local.last = None
+    def settled(self, call: Any) -> tuple[int | None, int]:
+        """Run an ack or reject: its place, if it went through the virtual QoS
+        (Redis: yes; RabbitMQ keeps its QoS in the broker), and how many messages it
+        pushed back to the queue (Redis)."""
+        self.local.last, self.local.restored = None, 0
         call()
-        last: int | None = self.local.last
-        return last
+        return self.local.last, self.local.restored
 
 
 def _qos_order() -> _QosOrder:
+    from kombu.transport import redis
     from kombu.transport.virtual import base as virtual
 
     order = _QosOrder()
@@ -148,6 +149,15 @@ def _qos_order() -> _QosOrder:
             reject(self, delivery_tag, requeue=requeue)
             order.local.last = order.take()
 
+    def restore(self: Any, *args: Any, **kwargs: Any) -> Any:
+        # Called only when the unacked entry is still there: a reject with requeue
+        # after the visibility timeout already restored the message pushes nothing
+        # (kombu/transport/redis.py ``QoS.restore_by_tag``).
+        order.local.restored = getattr(order.local, "restored", 0) + 1
+        return do_restore(self, *args, **kwargs)
+
+    do_restore = redis.Channel._do_restore_message
+    redis.Channel._do_restore_message = restore  # type: ignore[method-assign]
     virtual.QoS.append = appended  # type: ignore[method-assign]
     virtual.QoS.ack = acked  # type: ignore[method-assign]
     virtual.QoS.reject = rejected  # type: ignore[method-assign]
@@ -184,7 +194,7 @@ def _report_deliveries() -> None:
     def acknowledge(self: Any, multiple: bool = False) -> None:
         tid = (self.headers or {}).get("id")
         try:
-            place = seq.settled(lambda: ack(self, multiple=multiple))
+            place, _ = seq.settled(lambda: ack(self, multiple=multiple))
         except Exception as exc:
             # The channel the delivery came on is gone (the connection dropped):
             # Celery logs "Couldn't ack"; the broker has given the message back.
@@ -198,11 +208,14 @@ def _report_deliveries() -> None:
             points.notify("ack", id=tid, worker=worker, tag=str(self.delivery_tag), seq=place)
 
     def rejected(self: Any, requeue: bool = False) -> None:
-        place = seq.settled(lambda: reject(self, requeue=requeue))
+        place, restored = seq.settled(lambda: reject(self, requeue=requeue))
         if (tid := (self.headers or {}).get("id")) is not None:
+            # Whether a copy went back: RabbitMQ requeues what it is asked to; Redis
+            # only what its unacked hash still held.
+            back = requeue if place is None else restored > 0
             points.notify(
                 "reject", id=tid, worker=worker, requeue=requeue, tag=str(self.delivery_tag),
-                seq=place,
+                seq=place, back=back,
             )  # fmt: skip
 
     def failed(self: Any, *args: Any, **kwargs: Any) -> Any:

@@ -86,6 +86,22 @@ def test_reject_on_worker_lost_requeues_and_must_come_back() -> None:
     assert no_lost_message(back) == []
 
 
+def test_a_requeue_after_the_visibility_timeout_restored_the_message_adds_nothing() -> None:
+    """Redis: the timeout already pushed the message back; the requeue of the lost
+    child's delivery finds no unacked entry and pushes nothing (one redelivery, not
+    two). RabbitMQ has no visibility timeout: its requeue always gives one back."""
+    events = [
+        h.Submitted("t1"), *run("t1", "w1.c1"), h.VisibilityTimeout(), h.Killed("w1.c1"),
+        *run("t1#2", "w1.c2", True), *ok("t1#2"), h.FinalState("t1", "SUCCESS"),
+    ]  # fmt: skip
+    assert explain(cfg("redis", "late+requeue"), events) == []
+    # Had the copy been taken before the kill, its entry would be back: one more.
+    taken = [*events[:5], *run("t1#2", "w1.c2", True), h.Killed("w1.c1"), *ok("t1#2")]
+    assert explain(cfg("redis", "late+requeue"), [*taken, h.FinalState("t1", "SUCCESS")]) == [
+        "t1: 1 more delivery(ies) of retries=0 / none"
+    ]
+
+
 def test_a_lost_child_after_success_writes_nothing_and_requeues_nothing() -> None:
     # Celery 5.7 request.py on_failure: _success_was_stored().
     events = [
