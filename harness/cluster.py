@@ -299,7 +299,7 @@ class Cluster:
     def broker(self, kind: str, consumer_timeout_ms: int | None = None) -> Broker:
         """Probes of the broker ``kind`` (redis: the run's own; amqp: the service, or
         the private node with that consumer timeout)."""
-        key = kind if consumer_timeout_ms is None else f"{kind}-ct{consumer_timeout_ms}"
+        key = _broker_key(kind, consumer_timeout_ms)
         if key not in self._brokers:
             if kind == "redis":
                 self._brokers[key] = RedisBroker(self.env["SUITE_BROKER_URL"])
@@ -313,7 +313,7 @@ class Cluster:
         """A Celery app that publishes to broker ``kind`` (the application side)."""
         if kind == "redis":
             return self.app
-        key = kind if consumer_timeout_ms is None else f"{kind}-ct{consumer_timeout_ms}"
+        key = _broker_key(kind, consumer_timeout_ms)
         if key not in self._senders:
             from celery import Celery
 
@@ -324,7 +324,7 @@ class Cluster:
                 backend=self.env["SUITE_RESULT_URL"],  # a chord needs it to be sent
             )  # fmt: skip
             sender.conf.broker_connection_retry_on_startup = False
-            self._senders[key] = _unsubscribed(sender)
+            self._senders[key] = sender
         return self._senders[key]
 
     def backend(self, kind: str) -> Any:
@@ -363,7 +363,7 @@ class Cluster:
         if self._app is None:
             from tasks.app import app
 
-            self._app = _unsubscribed(app)
+            self._app = app
         return self._app
 
     def send(
@@ -415,16 +415,9 @@ class Cluster:
         return int(Invoice.objects.filter(order=order).count())
 
 
-def _unsubscribed(app: Any) -> Any:
-    """The harness reads task states with GET (``Cluster.state``) and never waits on
-    a result, so a send need not subscribe to the task's result channel, as Celery's
-    Redis backend does (``RedisBackend.on_task_call``). Those subscriptions outlived
-    the Redis server: an AsyncResult finalized after the run unsubscribed into a
-    closed port and retried."""
-    backend = app.backend
-    if hasattr(backend, "on_task_call"):
-        backend.on_task_call = lambda *_args, **_kwargs: None
-    return app
+def _broker_key(kind: str, consumer_timeout_ms: int | None) -> str:
+    """One probe and one sender per broker: the service, or each private node."""
+    return kind if consumer_timeout_ms is None else f"{kind}-ct{consumer_timeout_ms}"
 
 
 def _quiet_after_stop(app: Any) -> None:

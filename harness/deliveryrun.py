@@ -148,8 +148,9 @@ class DeliveryRunner:
         """1 if ``task``'s job is held at ``gate`` by a live process of ``worker``."""
         g = self.cluster.controller.held.get(task)
         proc = self.cluster.controller.procs.get(g.pid) if g is not None else None
-        ok = g is not None and g.alive and g.name == gate and proc is not None and proc.alive
-        return int(ok and proc is not None and proc.worker == worker.hostname)
+        if g is None or proc is None:
+            return 0
+        return int(g.alive and g.name == gate and proc.alive and proc.worker == worker.hostname)
 
     def _settled(self) -> bool:
         self._waiting = self._unsettled()
@@ -398,6 +399,11 @@ class DeliveryRunner:
         ctl, worker = self.cluster.controller, self.worker
         run.history.append(h.Shutdown(ctl.aliases.get(worker.hostname, "?"), "warm"))
         worker.terminate()
+        self._drain(worker, run)
+
+    def _drain(self, worker: Worker, run: DeliveryRun) -> None:
+        """``worker`` is on its way out, finishing what runs: the settles wait for its
+        exit, and the standby takes the queue over now."""
         self.draining.append(worker)
         self.cluster.retire(worker)
         self._take_over(run)
@@ -454,9 +460,7 @@ class DeliveryRunner:
         self._await_consumer_gone()
         for m in ctl.messages.values():
             m.closed += m.outstanding(worker.hostname)
-        self.draining.append(worker)
-        self.cluster.retire(worker)
-        self._take_over(run)
+        self._drain(worker, run)
 
     def _kill_main(self, run: DeliveryRun) -> None:
         ctl, worker = self.cluster.controller, self.worker
