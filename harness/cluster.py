@@ -111,7 +111,11 @@ class Cluster:
         )
         env["SUITE_AMQP_URL"] = os.environ.get("SUITE_AMQP_URL", DEFAULT_AMQP_URL)
         env["SUITE_QUEUE_EXPIRES_MS"] = str(QUEUE_EXPIRES_MS)
-        self.env = {**os.environ, **env}
+        # Workers' temporary files (billiard's pymp-* dirs, left behind by every
+        # killed process) stay in the run dir, which stop() removes.
+        tmp = self.run_dir / "tmp"
+        tmp.mkdir(exist_ok=True)
+        self.env = {**os.environ, **env, "TMPDIR": str(tmp)}
         if os.environ.get("SUITE_FORKSERVER", "1") == "1":
             # Imports in the background while PostgreSQL and the tables are set up.
             self._forkserver = ForkServer(self.run_dir, self.env, str(ROOT))
@@ -152,6 +156,7 @@ class Cluster:
         workers = [*self.workers.values(), *standbys, *self._retired]
         for worker in workers:  # every warm shutdown at once (~1 s; gevent's 4-5 s)
             worker.begin_stop()
+            self.wake(worker)  # its loop sees the SIGTERM now, not after its poll
         for worker in workers:
             worker.stop()
         if self._forkserver is not None:
@@ -256,6 +261,13 @@ class Cluster:
         )
         self.broker(worker.spec.broker, worker.spec.consumer_timeout_ms).wake(worker.main().pid)
         worker.queues.append(queue)
+
+    def wake(self, worker: Worker) -> None:
+        """Make ``worker``'s event loop look at its work now: what it has ready (a
+        deferred ack), due timers, a shutdown asked for (tasks/app.py ``wake``)."""
+        for p in worker.processes():
+            if p.role == "main" and p.alive and not p.paused:
+                self.controller.command(p, {"t": "wake"})
 
     def drop_connection(self, worker: Worker) -> None:
         """Cut ``worker``'s main process's connections to the broker, and wait until

@@ -12,9 +12,10 @@ import json
 import os
 import socket
 import threading
+from contextlib import ExitStack, suppress
 from typing import Any
 
-from celery import Celery, signals
+from celery import Celery, Task, signals
 from celery.contrib.django.task import DjangoTask
 
 from tasks import django_setup, points
@@ -364,6 +365,7 @@ def _commands(consumer: Any, agent: socket.socket) -> None:
     """The controller's commands to this worker, over the agent connection.
 
     ``adopt``: consume one more queue (a standby taking over a dead worker's queue).
+    ``wake``: make the event loop look at its work now. ``drop``: lose the broker.
     The controller's own channel, not Celery's remote control: a broadcast sent just
     after the worker says it is ready can miss the pidbox (Redis PUB/SUB delivers to
     subscribers only), and the reply says when the consumer really consumes."""
@@ -371,10 +373,22 @@ def _commands(consumer: Any, agent: socket.socket) -> None:
         msg = json.loads(line)
         if msg.get("t") == "adopt":
             consumer.call_soon(_adopt, consumer, agent, msg["queue"])
+        elif msg.get("t") == "wake":
+            # From this thread the hub writes its waker: the loop runs what it has
+            # ready and fires due timers now, not after its poll's timeout (up to
+            # 10 s: kombu/asynchronous/hub.py fire_timers max_delay). A solo worker
+            # on AMQP waits that long when it ran a task inside a ready callback
+            # (_quick_drain at start, _adopt): the task's ack, queued with call_soon
+            # from the loop thread, wakes nothing (celery/worker/loops.py asynloop).
+            consumer.call_soon(_nothing)
         elif msg.get("t") == "drop":
             # In the event loop, like adopt: the loop is what reconnects, so no fd
             # listed here is closed or reused while the drop walks them.
             consumer.call_soon(_drop, consumer, agent)
+
+
+def _nothing() -> None:
+    pass
 
 
 def _adopt(consumer: Any, agent: socket.socket, queue: str) -> None:
@@ -491,8 +505,31 @@ class Flaky(Exception):
     """What a task with ``autoretry_for=(Flaky,)`` raises to be retried."""
 
 
+# An autoretry run's execution, left open when the body raises Flaky: Celery's
+# autoretry wrapper publishes the retry after the body has returned
+# (celery/app/autoretry.py: ``task.retry(exc=exc)``), and the run is not acked until
+# after that, so the execution stays open across the publish to give that window the
+# same ``retried`` point a ``self.retry()`` run has.
+_autoretrying = threading.local()
+
+
+class _DeliverTask(Task):
+    def retry(self, *args: Any, **kwargs: Any) -> Any:
+        open_run: ExitStack | None = getattr(_autoretrying, "run", None)
+        _autoretrying.run = None
+        if open_run is None:
+            return super().retry(*args, **kwargs)
+        try:
+            return super().retry(*args, **kwargs)  # publishes, raises Retry
+        finally:  # Retry, or past max_retries the Flaky itself
+            with suppress(points.StaleExecution):  # over: Celery finishes anyway
+                points.point("retried")
+            open_run.close()  # ends the execution "ok", as a self.retry() run's
+
+
 @app.task(
-    name="suite.deliver", bind=True, autoretry_for=(Flaky,), retry_backoff=False,
+    name="suite.deliver", bind=True, base=_DeliverTask, autoretry_for=(Flaky,),
+    retry_backoff=False,
     default_retry_delay=0,  # autoretry's countdown (180 s by default)
 )  # fmt: skip
 def deliver(self: Any, spec: dict[str, Any]) -> str:
@@ -506,15 +543,20 @@ def deliver(self: Any, spec: dict[str, Any]) -> str:
     after the effect: ``self.retry(countdown=0, max_retries=...)`` between the points
     ``retry`` (nothing published yet) and ``retried`` (the retry message is out, this
     one not acked yet), or, with ``spec["autoretry"]``, by raising ``Flaky``
-    (``autoretry_for``), after the point ``retry``."""
+    (``autoretry_for``) after the point ``retry``; Celery then publishes the retry and
+    the same ``retried`` point follows (``_DeliverTask.retry``)."""
     from celery.exceptions import MaxRetriesExceededError, Retry
 
     order, task = spec["order"], spec["task"]
     redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
     level = int(self.request.retries or 0)
     outcome: BaseException | None = None
+    run = ExitStack()
     try:
-        with points.execution(task, task, redelivered, level, task_id=self.request.id):
+        with run:
+            run.enter_context(
+                points.execution(task, task, redelivered, level, task_id=self.request.id)
+            )
             _effect(spec["effect"])(order)
             points.record("effect", order=order)
             if level < int(spec.get("retries", 0)):
@@ -527,6 +569,7 @@ def deliver(self: Any, spec: dict[str, Any]) -> str:
                 if spec.get("autoretry"):
                     self.max_retries = max_retries  # what autoretry_for passes on
                     outcome = Flaky(f"asked to retry at level {level}")
+                    _autoretrying.run = run.pop_all()  # closed by _DeliverTask.retry
                 else:
                     try:
                         self.retry(countdown=0, max_retries=max_retries)

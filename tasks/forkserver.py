@@ -22,6 +22,7 @@ import os
 import signal
 import socket
 import sys
+import tempfile
 from typing import Any
 
 _PR_SET_PDEATHSIG = 1
@@ -72,6 +73,7 @@ def _child(req: dict[str, Any], server: socket.socket, conn: socket.socket) -> N
         os.dup2(log, 2)
         os.environ.clear()
         os.environ.update(req["env"])
+        tempfile.tempdir = None  # the worker's TMPDIR, not the one this server cached
         os.chdir(req["cwd"])
         sys.path.insert(0, req["cwd"])
         sys.argv = ["celery", *req["argv"]]

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -51,6 +52,7 @@ def _gone(pids: list[int], timeout: float = 15.0) -> list[int]:
 
 @pytest.mark.parametrize("how", ["exit", "sigint", "sigterm", "sigkill"])
 def test_every_started_process_is_gone(how: str) -> None:
+    before = _temp_dirs()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for k in [k for k in env if k.startswith("SUITE_")]:
         del env[k]  # a fresh cluster, not the session's
@@ -70,3 +72,10 @@ def test_every_started_process_is_gone(how: str) -> None:
     assert _gone(pids) == []
     if how != "sigkill":  # the reaper only kills; a SIGKILLed process leaves its temp dir
         assert not run_dir.exists()
+    # billiard's pymp-* dirs (which no killed or os._exit-ed process removes) stay in
+    # the run dir: the workers' TMPDIR.
+    assert _temp_dirs() - before == set()
+
+
+def _temp_dirs() -> set[str]:
+    return {p.name for p in Path(tempfile.gettempdir()).glob("pymp-*")}
