@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -120,6 +121,32 @@ def pytest_configure(config: pytest.Config) -> None:
     for effect in config.getoption("effect", default=[]) or []:
         _check_effect(effect)
     config.stash[findings.KEY] = findings.Findings(Path(config.getoption("findings")))
+
+
+_SHRINK_WARNING = "WARNING: Hypothesis has spent more than five minutes working to shrink"
+
+
+@pytest.fixture(autouse=True)
+def _shrink_bound_worded() -> Iterator[None]:
+    """Hypothesis words its shrink-deadline warning as "more than five minutes" whatever
+    the deadline (hypothesis/internal/conjecture/engine.py); the bounded profiles stop
+    after seconds (properties/profiles.py), so say what happened."""
+    from hypothesis import reporting
+    from hypothesis.internal.conjecture import engine
+
+    outer = reporting.current_reporter()
+
+    def reworded(value: object) -> None:
+        if isinstance(value, str) and value.startswith(_SHRINK_WARNING):
+            value = (
+                f"Shrinking stopped at this profile's bound ({engine.MAX_SHRINKING_SECONDS} s, "
+                "properties/profiles.py): the counterexample below is the smallest found "
+                "by then."
+            )
+        outer(value)
+
+    with reporting.with_reporter(reworded):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -11,9 +11,35 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from model.config import Broker, DeliveryConfig, LockConfig, Pool
+
+C = TypeVar("C")
+
+
+@dataclass(frozen=True)
+class Line(Generic[C]):
+    """What every scenario line holds; each kind spells its config in ``head``."""
+
+    prop: str
+    config: C
+    tasks: int
+    moves: tuple[str, ...]
+
+    def head(self) -> str:
+        raise NotImplementedError
+
+    def encode(self) -> str:
+        return f"{self.head()} tasks={self.tasks}: " + "; ".join(self.moves)
+
+    def command(self) -> str:
+        return f"nox -s replay -- {shlex.quote(self.encode())}"
+
+
+def split_moves(text: str) -> tuple[str, ...]:
+    return tuple(s.strip() for s in text.split(";") if s.strip())
+
 
 _FORMAT = re.compile(
     r"(?P<prop>\S+) (?P<lock>\S+) (?P<pool>\w+)/(?P<c>\d+) tasks=(?P<n>\d+):(?P<moves>.*)"
@@ -21,19 +47,10 @@ _FORMAT = re.compile(
 
 
 @dataclass(frozen=True)
-class Scenario:
-    prop: str
-    config: LockConfig
-    tasks: int
-    moves: tuple[str, ...]
-
-    def encode(self) -> str:
+class Scenario(Line[LockConfig]):
+    def head(self) -> str:
         c = self.config
-        head = f"{self.prop} {c.lock} {c.pool}/{c.concurrency} tasks={self.tasks}:"
-        return head + " " + "; ".join(self.moves)
-
-    def command(self) -> str:
-        return f"nox -s replay -- {shlex.quote(self.encode())}"
+        return f"{self.prop} {c.lock} {c.pool}/{c.concurrency}"
 
     @classmethod
     def decode(cls, text: str) -> Scenario:
@@ -45,8 +62,7 @@ class Scenario:
             )
         pool: Pool = m["pool"]  # type: ignore[assignment]  # LockConfig validates it
         config = LockConfig(m["lock"], pool, int(m["c"]))
-        moves = tuple(s.strip() for s in m["moves"].split(";") if s.strip())
-        return cls(m["prop"], config, int(m["n"]), moves)
+        return cls(m["prop"], config, int(m["n"]), split_moves(m["moves"]))
 
 
 _DELIVERY = re.compile(
@@ -57,22 +73,13 @@ _DELIVERY = re.compile(
 
 
 @dataclass(frozen=True)
-class DeliveryScenario:
+class DeliveryScenario(Line[DeliveryConfig]):
     """``at-least-once insert-on-conflict redis/late/prefork/2 tasks=1: submit; kill t1``"""
 
-    prop: str
-    config: DeliveryConfig
-    tasks: int
-    moves: tuple[str, ...]
-
-    def encode(self) -> str:
+    def head(self) -> str:
         c = self.config
         retry = f"/{c.retry}" if c.retries else ""
-        head = f"{self.prop} {c.effect} {c.broker}/{c.ack}/{c.pool}/{c.concurrency}{retry} "
-        return head + f"tasks={self.tasks}: " + "; ".join(self.moves)
-
-    def command(self) -> str:
-        return f"nox -s replay -- {shlex.quote(self.encode())}"
+        return f"{self.prop} {c.effect} {c.broker}/{c.ack}/{c.pool}/{c.concurrency}{retry}"
 
     @classmethod
     def decode(cls, text: str) -> DeliveryScenario:
@@ -90,8 +97,7 @@ class DeliveryScenario:
             retries=int(m["retries"] or 0), max_retries=int(m["max"] or 3),
             autoretry=bool(m["auto"]),
         )  # fmt: skip
-        moves = tuple(s.strip() for s in m["moves"].split(";") if s.strip())
-        return cls(m["prop"], config, int(m["n"]), moves)
+        return cls(m["prop"], config, int(m["n"]), split_moves(m["moves"]))
 
 
 def decode_any(text: str) -> Any:

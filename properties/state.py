@@ -14,7 +14,6 @@ worker row that is violated is the finding: eager tests cannot show this bug.
 from __future__ import annotations
 
 import re
-import shlex
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from model import history as h
 from model import module_state as ms
 from model import publishing as pub
 from properties import profiles
+from properties.scenario import Line, split_moves
 from properties.search import (
     Failure,
     Outcome,
@@ -68,17 +68,12 @@ _LINE = re.compile(
 
 
 @dataclass(frozen=True)
-class StateScenario:
+class StateScenario(Line[Config]):
     """``read-your-writes-across-tasks state prefork/c2 tasks=2: submit write; ...``; the
     eager form has ``eager`` and a store or lock in place of ``state`` and a config; the
     publishing form ``task-finds-its-row publish in-transaction/prefork/c2 tasks=1: ...``."""
 
-    prop: str
-    config: Config
-    tasks: int
-    moves: tuple[str, ...]
-
-    def encode(self) -> str:
+    def head(self) -> str:
         c = self.config
         mode, label = (
             ("eager", c.target)
@@ -87,10 +82,7 @@ class StateScenario:
             if isinstance(c, pub.PublishConfig)
             else ("state", c.label())
         )
-        return f"{self.prop} {mode} {label} tasks={self.tasks}: " + "; ".join(self.moves)
-
-    def command(self) -> str:
-        return f"nox -s replay -- {shlex.quote(self.encode())}"
+        return f"{self.prop} {mode} {label}"
 
     @classmethod
     def decode(cls, text: str) -> StateScenario:
@@ -110,8 +102,7 @@ class StateScenario:
             config = EagerConfig("lock", m["label"])
         else:
             config = EagerConfig("state", m["label"])
-        moves = tuple(s.strip() for s in m["m"].split(";") if s.strip())
-        return cls(m["prop"], config, int(m["n"]), moves)
+        return cls(m["prop"], config, int(m["n"]), split_moves(m["m"]))
 
 
 @dataclass

@@ -44,10 +44,8 @@ def _order(moves: list[str]) -> list[int]:
 
 
 def _candidates(moves: list[str]) -> list[list[str]]:
-    """Shorter move lists to try: each list cut short (the rest runs in the simplest
-    order), then each with one move removed."""
-    cuts = [moves[:k] for k in range(1, len(moves)) if moves[k - 1] != "submit"]
-    return cuts + [moves[:i] + moves[i + 1 :] for i in _order(moves)]
+    """Shorter move lists to try, each with one move removed."""
+    return [moves[:i] + moves[i + 1 :] for i in _order(moves)]
 
 
 def size(moves: list[str]) -> tuple[int, int, int]:
@@ -67,15 +65,34 @@ def tighten(
     runner = LockRunner(cluster, run.config, frozenset(expectations.PROPERTIES[prop].moves))
     best = run
     spent = 0
+
+    def attempt(candidate: list[str]) -> LockRun | None:
+        """The run of ``candidate`` if it is smaller than the best and still fails."""
+        nonlocal spent
+        spent += 1
+        tried = runner.run(candidate.count("submit"), _lenient(candidate))
+        return tried if size(tried.moves) < size(best.moves) and still_fails(tried) else None
+
     improved = True
     while improved and spent < budget:
         improved = False
+        # The shortest prefix that still fails, the rest run in the simplest order.
+        # Bisection: log2(n) replays where trying every cut took up to n (a prefix of
+        # a failing prefix usually fails no longer, a longer one still does).
+        lo, hi = 1, len(best.moves) - 1
+        while lo < hi and spent < budget:
+            mid = (lo + hi) // 2
+            if (tried := attempt(best.moves[:mid])) is not None:
+                best, improved = tried, True
+                hi = min(mid, len(best.moves) - 1)
+            else:
+                lo = mid + 1
+        if improved:
+            continue
         for candidate in _candidates(best.moves):
             if spent >= budget:
                 break
-            spent += 1
-            tried = runner.run(candidate.count("submit"), _lenient(candidate))
-            if size(tried.moves) < size(best.moves) and still_fails(tried):
+            if (tried := attempt(candidate)) is not None:
                 best, improved = tried, True
                 break
     return best
