@@ -265,9 +265,12 @@ class Cluster:
     def wake(self, worker: Worker) -> None:
         """Make ``worker``'s event loop look at its work now: what it has ready (a
         deferred ack), due timers, a shutdown asked for (tasks/app.py ``wake``)."""
-        for p in worker.processes():
-            if p.role == "main" and p.alive and not p.paused:
-                self.controller.command(p, {"t": "wake"})
+        try:
+            main = worker.main()
+        except HarnessError:
+            return  # no live main process: nothing to wake
+        if not main.paused:
+            self.controller.command(main, {"t": "wake"})
 
     def drop_connection(self, worker: Worker) -> None:
         """Cut ``worker``'s main process's connections to the broker, and wait until
