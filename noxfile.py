@@ -88,7 +88,7 @@ def check_lock(session: nox.Session) -> None:
     lock, *rest = session.posargs
     _pytest(
         session, "properties/test_locks.py", "-q", "--lock", lock,
-        "--hypothesis-profile", os.environ.get("SUITE_PROFILE", "ci"),
+        "--hypothesis-profile", os.environ.get("SUITE_PROFILE", "dev"),
         "--findings", "reports/check-lock.json", *rest,
     )  # fmt: skip
 
@@ -104,7 +104,7 @@ def check_effect(session: nox.Session) -> None:
     effect, *rest = session.posargs
     _pytest(
         session, "properties/test_delivery.py", "-q", "--effect", effect,
-        "--hypothesis-profile", os.environ.get("SUITE_PROFILE", "ci"),
+        "--hypothesis-profile", os.environ.get("SUITE_PROFILE", "dev"),
         "--findings", "reports/check-effect.json", *rest,
     )  # fmt: skip
 

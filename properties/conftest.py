@@ -83,16 +83,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     if "lock_config" not in metafunc.fixturenames:
         return
-    configs = (
-        [c for lock in opt("lock") for c in matrix.plugin_configs(lock)]
-        if opt("lock")
-        else matrix.builtin_configs(opt("matrix"))
-    )
     props = [p for p in opt("property") if p in expectations.PROPERTIES] or (
         [] if opt("property") else list(expectations.PROPERTIES)
     )
-    metafunc.parametrize("lock_config", configs, ids=[c.label() for c in configs])
-    metafunc.parametrize("prop", props)
+    locks = matrix.lock_cases(opt("matrix"), props, opt("lock"))
+    metafunc.parametrize(("prop", "lock_config"), locks, ids=[f"{c.label()}-{p}" for p, c in locks])
 
 
 def _check_effect(effect: str) -> None:

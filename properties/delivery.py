@@ -26,6 +26,7 @@ from properties.search import (
     Failure,
     Outcome,
     ReplayDiverged,
+    Tally,
     hypothesis_test,
     schedule,
     verdict_of,
@@ -86,8 +87,12 @@ def search(cluster: Cluster, config: DeliveryConfig, prop: str) -> Outcome:
         if failure is not None:
             raise failure
 
-    test = hypothesis_test(one, f"delivery|{prop}|{config.label()}", profiles.DELIVERY_EXAMPLES)
     prediction = expected(config, prop)
+    tally = Tally()
+    test = hypothesis_test(
+        one, f"delivery|{prop}|{config.label()}", profiles.DELIVERY_EXAMPLES, tally,
+        shrink=profiles.shrink_seconds(prediction, delivery=True),
+    )  # fmt: skip
     started = time.monotonic()
 
     def outcome(verdict: str, **kw: Any) -> Outcome:
@@ -96,22 +101,19 @@ def search(cluster: Cluster, config: DeliveryConfig, prop: str) -> Outcome:
             why=why(config, prop), **kw,
         )  # fmt: skip
 
-    from hypothesis.internal.conjecture import engine
-
-    shrink = engine.MAX_SHRINKING_SECONDS
-    engine.MAX_SHRINKING_SECONDS = profiles.DELIVERY_SHRINK_SECONDS.get(profiles.active, shrink)
     try:
         test()
     except Failure as failure:
-        return outcome(verdict_of(failure), failure=failure, found_by="search")
+        return outcome(
+            verdict_of(failure), failure=failure, found_by="search",
+            found_at=tally.first_failure,
+        )  # fmt: skip
     except Exception as exc:  # a harness error is a verdict too, never a pass
         where = render(cluster.controller.history.events)
         first = _first_failure(exc)
         return outcome(
             "harness error", error=f"{type(exc).__name__}: {exc}{first}\nTimeline:\n{where}"
         )
-    finally:
-        engine.MAX_SHRINKING_SECONDS = shrink
     searched = examples
     try:
         for name, tasks, attack in attacks(config, prop):

@@ -32,12 +32,12 @@ class Findings:
         self.path.write_text(json.dumps(rows, indent=2) + "\n")
 
     def table(self) -> str:
-        head = ("property", "config", "model says", "verdict", "examples", "s")
+        head = ("property", "config", "model says", "verdict", "examples", "found at", "s")
         rows = [
             (
                 o.prop, o.config.label(), o.expected,
                 o.verdict + ("" if o.agrees else "  <-- disagrees"), str(o.examples),
-                f"{o.seconds:.1f}",
+                _found_at(o), f"{o.seconds:.1f}",
             )
             for o in self.outcomes
         ]  # fmt: skip
@@ -67,3 +67,10 @@ class Findings:
 
 
 KEY = pytest.StashKey[Findings]()
+
+
+def _found_at(o: Outcome) -> str:
+    """Where a violation showed: the search's example number, or the attack's name."""
+    if o.found_at is not None:
+        return f"#{o.found_at}"
+    return o.found_by or "-"

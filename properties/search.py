@@ -8,12 +8,13 @@ timeline and the one-line reproduction.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from harness.cluster import Cluster
@@ -74,22 +75,67 @@ def schedule(data: st.DataObject) -> Scheduler:
     )
 
 
+class Tally:
+    """Examples played, and which one failed first: how much of a profile's budget a
+    row needs before its violation shows (``found_at`` in the findings)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.first_failure: int | None = None
+
+
 def hypothesis_test(
-    one: Callable[[st.DataObject], None], digest: str, examples: dict[str, int] | None = None
+    one: Callable[[st.DataObject], None],
+    digest: str,
+    examples: dict[str, int] | None = None,
+    tally: Tally | None = None,
+    shrink: int | None = None,
 ) -> Callable[[], None]:
     """``one`` as a Hypothesis test: no deadline (real workers), one failure reported,
     and its own example-database entry per ``digest`` (property and config), not one
-    shared by all. ``examples``: max_examples per profile, else the profile's own."""
-    default = settings().max_examples  # the loaded profile's
+    shared by all. ``examples``: max_examples per profile, else the profile's own;
+    ``shrink``: seconds Hypothesis may shrink a failure, else the profile's bound.
+
+    A derandomized profile (ci) seeds each search from ``digest`` alone. Hypothesis
+    would seed it from the test function's source text (``function_digest``), so an
+    edit to a closure here silently gave every ci row other examples (seen: one
+    row's violation stopped showing after a one-line change)."""
+    current = settings()  # the loaded profile
+    default = current.max_examples
+    seen = tally or Tally()
+
+    def counted(data: st.DataObject) -> None:
+        seen.calls += 1
+        try:
+            one(data)
+        except Failure:
+            if seen.first_failure is None:
+                seen.first_failure = seen.calls
+            raise
+
     test = settings(
         max_examples=default if examples is None else examples.get(profiles.active, default),
         deadline=None,
         report_multiple_bugs=False,
         suppress_health_check=list(HealthCheck),
         print_blob=False,
-    )(given(st.data())(one))
+    )(given(st.data())(counted))
     test._hypothesis_internal_add_digest = digest.encode()  # type: ignore[attr-defined]
-    return test
+    if current.derandomize:
+        test = seed(int.from_bytes(hashlib.sha256(digest.encode()).digest()[:8], "big"))(test)
+
+    def bounded() -> None:
+        from hypothesis.internal.conjecture import engine
+
+        before = engine.MAX_SHRINKING_SECONDS
+        if shrink is not None:
+            engine.MAX_SHRINKING_SECONDS = shrink
+        try:
+            test()
+        finally:
+            engine.MAX_SHRINKING_SECONDS = before
+
+    return bounded
 
 
 class Failure(Exception):
@@ -154,6 +200,7 @@ class Outcome:
     error: str | None = None
     notes: list[str] = field(default_factory=list)
     found_by: str | None = None  # "search" or "attack: <name>" for a violation
+    found_at: int | None = None  # the search's first failing example (1-based)
     why: str = ""  # the model's reason for ``expected``
 
     def _fault(self) -> dict[str, str]:
@@ -185,6 +232,7 @@ class Outcome:
             "scenario": f.scenario.encode() if f else None,
             "reproduce": f.scenario.command() if f else None,
             "found_by": self.found_by,
+            "found_at": self.found_at,
             "error": self.error,
             "notes": self.notes,
         }
@@ -204,8 +252,12 @@ def search(cluster: Cluster, config: LockConfig, prop: str) -> Outcome:
         if failure is not None:
             raise failure
 
-    test = hypothesis_test(one, f"{prop}|{config.label()}")
     expected = expectations.expected(config, prop)
+    tally = Tally()
+    test = hypothesis_test(
+        one, f"{prop}|{config.label()}", profiles.LOCK_EXAMPLES, tally,
+        shrink=profiles.shrink_seconds(expected),
+    )  # fmt: skip
     started = time.monotonic()
 
     def outcome(verdict: str, **kw: Any) -> Outcome:
@@ -217,7 +269,10 @@ def search(cluster: Cluster, config: LockConfig, prop: str) -> Outcome:
     try:
         test()
     except Failure as failure:
-        return outcome(verdict_of(failure), failure=_tightened(cluster, failure), found_by="search")
+        return outcome(
+            verdict_of(failure), failure=_tightened(cluster, failure), found_by="search",
+            found_at=tally.first_failure,
+        )  # fmt: skip
     except Exception as exc:  # a harness error is a verdict too, never a pass
         return outcome("harness error", error=f"{type(exc).__name__}: {exc}")
     # The search found nothing: play the known attack shapes (properties/attacks.py).

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from harness import eager
 from harness.cluster import Cluster
+from harness.controller import natural
 from harness.publishrun import PublishRunner
 from harness.staterun import OPS, StateRun, StateRunner
 from model import expectations
@@ -35,6 +36,7 @@ from properties.search import (
     Failure,
     Outcome,
     ReplayDiverged,
+    Tally,
     hypothesis_test,
     schedule,
     verdict_of,
@@ -152,6 +154,36 @@ def judge(prop: str, config: Config, run: Any) -> Failure | None:
     return None
 
 
+class Lockstep:
+    """The attack shape played when the search finds nothing: two tasks of the
+    property's first operation, stepped in turn one scheduling point at a time (every
+    SQL statement and cache command is one), then one task of each other operation.
+    Two writes interleaved statement by statement is where a racy set loses one
+    (RACY_SET_STORES); the random search reaches it only now and then."""
+
+    def __init__(self, ops: Sequence[str]) -> None:
+        self.head = [f"submit {ops[0]}"] * 2
+        self.tail = [f"submit {op}" for op in ops[1:]]
+        self.last = ""
+        self.tasks = len(self.head) + len(self.tail)
+
+    def __call__(self, enabled: list[str]) -> str:
+        for queue in (self.head, self.tail):
+            if queue and queue[0] in enabled and (queue is self.head or not self._steps(enabled)):
+                return queue.pop(0)
+        steps = self._steps(enabled)
+        if steps:
+            later = [m for m in steps if natural(m[5:]) > natural(self.last)]
+            move = (later or steps)[0]
+            self.last = move[5:]
+            return move
+        return enabled[0]
+
+    @staticmethod
+    def _steps(enabled: list[str]) -> list[str]:
+        return sorted((m for m in enabled if m.startswith("step ")), key=lambda m: natural(m[5:]))
+
+
 def _search(
     prop: str,
     config: Config,
@@ -159,8 +191,10 @@ def _search(
     why: str,
     one: Callable[[st.DataObject], None],
     counter: list[int],
+    attack: Callable[[], Failure | None] | None = None,
 ) -> Outcome:
     started = time.monotonic()
+    tally = Tally()
 
     def outcome(verdict: str, **kw: Any) -> Outcome:
         seconds = time.monotonic() - started
@@ -169,12 +203,31 @@ def _search(
     try:
         kills = getattr(config, "kills", False)
         examples = profiles.STATE_KILL_EXAMPLES if kills else profiles.STATE_EXAMPLES
-        hypothesis_test(one, f"state|{prop}|{config.label()}", examples)()
+        hypothesis_test(
+            one, f"state|{prop}|{config.label()}", examples, tally,
+            shrink=profiles.shrink_seconds(expected),
+        )()  # fmt: skip
     except Failure as failure:
-        return outcome(verdict_of(failure), failure=failure, found_by="search")
+        return outcome(
+            verdict_of(failure), failure=failure, found_by="search",
+            found_at=tally.first_failure,
+        )  # fmt: skip
     except Exception as exc:  # a harness error is a verdict too, never a pass
         return outcome("harness error", error=f"{type(exc).__name__}: {exc}")
-    return outcome("holds")
+    if attack is None:
+        return outcome("holds")
+    searched = counter[0]
+    try:
+        counter[0] += 1
+        found = attack()
+    except Exception as exc:
+        return outcome("harness error", error=f"lockstep attack: {type(exc).__name__}: {exc}")
+    if found is not None:
+        return outcome(
+            verdict_of(found), failure=found, found_by="attack: lockstep",
+            notes=[f"the random search found no counterexample in {searched} examples"],
+        )  # fmt: skip
+    return outcome("holds", notes=["the lockstep attack passed too"])
 
 
 def search(cluster: Cluster, config: ms.StateConfig, prop: str) -> Outcome:
@@ -188,8 +241,12 @@ def search(cluster: Cluster, config: ms.StateConfig, prop: str) -> Outcome:
         if (failure := judge(prop, config, run)) is not None:
             raise failure
 
+    def lockstep() -> Failure | None:
+        shape = Lockstep(OPS[prop])
+        return judge(prop, config, runner.run(shape.tasks, shape))
+
     expected = ms.expected_verdict(config, prop)
-    return _search(prop, config, expected, ms.why(config, prop), one, counter)
+    return _search(prop, config, expected, ms.why(config, prop), one, counter, lockstep)
 
 
 def search_publish(cluster: Cluster, config: pub.PublishConfig) -> Outcome:

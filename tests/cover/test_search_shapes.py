@@ -1,0 +1,112 @@
+"""The fixed parts of a search: the lockstep attack's order, the ci seed, the shrink
+budget. No servers: the attack is fed enabled-move lists as a runner would offer them."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import strategies as st
+
+from properties import profiles
+from properties.search import Tally, hypothesis_test
+from properties.state import Lockstep
+
+
+def _play(shape: Lockstep, points: int, ops: tuple[str, ...]) -> list[str]:
+    """Drive ``shape`` like StateRunner: two slots, each task parks ``points`` times."""
+    left: dict[str, int] = {}
+    moves: list[str] = []
+    while True:
+        submitted = sum(m.startswith("submit") for m in moves)
+        if submitted == shape.tasks and not left:
+            return moves
+        enabled = [f"step {t}" for t in sorted(left)]
+        if len(left) < 2 and submitted < shape.tasks:
+            enabled += [f"submit {op}" for op in ops]
+        move = shape(enabled)
+        moves.append(move)
+        if move.startswith("submit"):
+            left[f"t{submitted + 1}"] = points
+        else:
+            task = move.split()[1]
+            left[task] -= 1
+            if not left[task]:
+                del left[task]
+
+
+def test_lockstep_alternates_the_two_writes_then_reads() -> None:
+    moves = _play(Lockstep(("write", "read")), 3, ("write", "read"))
+    assert moves == [
+        "submit write", "submit write",
+        "step t1", "step t2", "step t1", "step t2", "step t1", "step t2",
+        "submit read", "step t3", "step t3", "step t3",
+    ]  # fmt: skip
+
+
+def test_lockstep_of_one_operation_is_two_tasks() -> None:
+    shape = Lockstep(("incr",))
+    assert shape.tasks == 2
+    assert _play(shape, 2, ("incr",)) == [
+        "submit incr", "submit incr", "step t1", "step t2", "step t1", "step t2",
+    ]  # fmt: skip
+
+
+def _drawn(digest: str) -> list[int]:
+    seen: list[int] = []
+
+    def one(data: st.DataObject) -> None:
+        seen.append(data.draw(st.integers(0, 10**6)))
+
+    hypothesis_test(one, digest, {profiles.active: 5})()
+    return seen
+
+
+def test_ci_draws_depend_on_the_row_not_on_the_source() -> None:
+    """Under a derandomized profile the same digest draws the same values from two
+    different functions, and another digest draws others."""
+    from hypothesis import settings
+
+    was = settings.get_current_profile_name()
+    settings.register_profile("ci-like", derandomize=True, database=None)
+    settings.load_profile("ci-like")
+    try:
+        first = _drawn("prop|config-a")
+        again: list[int] = []
+
+        def other_source(data: st.DataObject) -> None:  # a different closure
+            again.append(data.draw(st.integers(0, 10**6)))
+
+        hypothesis_test(other_source, "prop|config-a", {profiles.active: 5})()
+        assert again == first
+        assert _drawn("prop|config-b") != first
+    finally:
+        settings.load_profile(was)
+
+
+def test_tally_counts_up_to_the_first_failure() -> None:
+    from properties.search import Failure
+
+    class _Sc:
+        prop, config = "p", None
+
+    tally = Tally()
+
+    def one(data: st.DataObject) -> None:
+        if data.draw(st.integers(0, 3)) == 3:
+            raise Failure("invariant violated", _Sc(), None, ["x"], [])
+
+    with pytest.raises(Failure):
+        hypothesis_test(one, "tally", {profiles.active: 50}, tally, shrink=1)()
+    assert tally.first_failure is not None and 1 <= tally.first_failure <= tally.calls
+
+
+def test_predicted_violations_shrink_briefly_in_ci_only() -> None:
+    was = profiles.active
+    try:
+        profiles.active = "ci"
+        assert profiles.shrink_seconds("violated") == profiles.PREDICTED_SHRINK_SECONDS["ci"]
+        assert profiles.shrink_seconds("holds") == profiles.SHRINK_SECONDS["ci"]
+        assert profiles.shrink_seconds("unknown", delivery=True) == 8
+        profiles.active = "dev"
+        assert profiles.shrink_seconds("violated") == profiles.SHRINK_SECONDS["dev"]
+    finally:
+        profiles.active = was
