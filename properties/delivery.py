@@ -73,11 +73,8 @@ def _first_failure(exc: BaseException) -> str:
 
 def search(cluster: Cluster, config: DeliveryConfig, prop: str) -> Outcome:
     runner = DeliveryRunner(cluster, config, frozenset(PROPERTIES[prop].moves))
-    examples = 0
 
     def one(data: st.DataObject) -> None:
-        nonlocal examples
-        examples += 1
         try:
             run = runner.run(data.draw(TASKS, label="tasks"), schedule(data))
         except Exception as exc:  # kept for the report if a replay does not repeat it
@@ -97,7 +94,7 @@ def search(cluster: Cluster, config: DeliveryConfig, prop: str) -> Outcome:
 
     def outcome(verdict: str, **kw: Any) -> Outcome:
         return Outcome(
-            prop, config, prediction, verdict, examples, time.monotonic() - started,
+            prop, config, prediction, verdict, tally.calls, time.monotonic() - started,
             why=why(config, prop), **kw,
         )  # fmt: skip
 
@@ -114,10 +111,10 @@ def search(cluster: Cluster, config: DeliveryConfig, prop: str) -> Outcome:
         return outcome(
             "harness error", error=f"{type(exc).__name__}: {exc}{first}\nTimeline:\n{where}"
         )
-    searched = examples
+    searched = tally.calls
     try:
         for name, tasks, attack in attacks(config, prop):
-            examples += 1
+            tally.calls += 1
             run = runner.run(tasks, attack)
             if (found := judge(prop, config, run)) is not None:
                 return outcome(
@@ -128,7 +125,7 @@ def search(cluster: Cluster, config: DeliveryConfig, prop: str) -> Outcome:
     except Exception as exc:
         where = render(cluster.controller.history.events)
         return outcome("harness error", error=f"attacks: {type(exc).__name__}: {exc}\n{where}")
-    return outcome("holds", notes=[f"{examples - searched} attack shapes passed too"])
+    return outcome("holds", notes=[f"{tally.calls - searched} attack shapes passed too"])
 
 
 class Attack:

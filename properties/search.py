@@ -76,8 +76,9 @@ def schedule(data: st.DataObject) -> Scheduler:
 
 
 class Tally:
-    """Examples played, and which one failed first: how much of a profile's budget a
-    row needs before its violation shows (``found_at`` in the findings)."""
+    """Scenarios played (the search's, then any attack's), and which of the search's
+    failed first: how much of a profile's budget a row needs before its violation
+    shows (``found_at`` in the findings)."""
 
     def __init__(self) -> None:
         self.calls = 0
@@ -242,11 +243,8 @@ def search(cluster: Cluster, config: LockConfig, prop: str) -> Outcome:
     """Search under the loaded Hypothesis profile (``dev``, ``ci``, ``nightly``)."""
     spec = expectations.PROPERTIES[prop]
     runner = LockRunner(cluster, config, frozenset(spec.moves))
-    examples = 0
 
     def one(data: st.DataObject) -> None:
-        nonlocal examples
-        examples += 1
         run = runner.run(data.draw(TASKS, label="tasks"), schedule(data))
         failure = judge(prop, config, run)
         if failure is not None:
@@ -262,7 +260,7 @@ def search(cluster: Cluster, config: LockConfig, prop: str) -> Outcome:
 
     def outcome(verdict: str, **kw: Any) -> Outcome:
         return Outcome(
-            prop, config, expected, verdict, examples, time.monotonic() - started,
+            prop, config, expected, verdict, tally.calls, time.monotonic() - started,
             why=expectations.why(config, prop), **kw,
         )  # fmt: skip
 
@@ -276,19 +274,18 @@ def search(cluster: Cluster, config: LockConfig, prop: str) -> Outcome:
     except Exception as exc:  # a harness error is a verdict too, never a pass
         return outcome("harness error", error=f"{type(exc).__name__}: {exc}")
     # The search found nothing: play the known attack shapes (properties/attacks.py).
-    tried = 0
+    searched = tally.calls
     try:
         for name, run in attacks.play(runner, prop):
-            tried += 1
-            examples += 1
+            tally.calls += 1
             if (found := judge(prop, config, run)) is not None:
                 return outcome(
                     verdict_of(found), failure=found, found_by=f"attack: {name}",
-                    notes=[f"the random search found no counterexample in {examples - 1} examples"],
+                    notes=[f"the random search found no counterexample in {searched} examples"],
                 )  # fmt: skip
     except Exception as exc:
         return outcome("harness error", error=f"attack scripts: {type(exc).__name__}: {exc}")
-    return outcome("holds", notes=[f"{tried} attack scripts passed too"])
+    return outcome("holds", notes=[f"{tally.calls - searched} attack scripts passed too"])
 
 
 def _tightened(cluster: Cluster, failure: Failure) -> Failure:

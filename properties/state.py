@@ -190,7 +190,6 @@ def _search(
     expected: str,
     why: str,
     one: Callable[[st.DataObject], None],
-    counter: list[int],
     attack: Callable[[], Failure | None] | None = None,
 ) -> Outcome:
     started = time.monotonic()
@@ -198,7 +197,7 @@ def _search(
 
     def outcome(verdict: str, **kw: Any) -> Outcome:
         seconds = time.monotonic() - started
-        return Outcome(prop, config, expected, verdict, counter[0], seconds, why=why, **kw)
+        return Outcome(prop, config, expected, verdict, tally.calls, seconds, why=why, **kw)
 
     try:
         kills = getattr(config, "kills", False)
@@ -216,9 +215,9 @@ def _search(
         return outcome("harness error", error=f"{type(exc).__name__}: {exc}")
     if attack is None:
         return outcome("holds")
-    searched = counter[0]
+    searched = tally.calls
     try:
-        counter[0] += 1
+        tally.calls += 1
         found = attack()
     except Exception as exc:
         return outcome("harness error", error=f"lockstep attack: {type(exc).__name__}: {exc}")
@@ -233,10 +232,8 @@ def _search(
 def search(cluster: Cluster, config: ms.StateConfig, prop: str) -> Outcome:
     """Search ``prop`` on a real worker for ``config``."""
     runner = StateRunner(cluster, config, prop)
-    counter = [0]
 
     def one(data: st.DataObject) -> None:
-        counter[0] += 1
         run = runner.run(data.draw(TASKS, label="tasks"), schedule(data))
         if (failure := judge(prop, config, run)) is not None:
             raise failure
@@ -246,23 +243,21 @@ def search(cluster: Cluster, config: ms.StateConfig, prop: str) -> Outcome:
         return judge(prop, config, runner.run(shape.tasks, shape))
 
     expected = ms.expected_verdict(config, prop)
-    return _search(prop, config, expected, ms.why(config, prop), one, counter, lockstep)
+    return _search(prop, config, expected, ms.why(config, prop), one, lockstep)
 
 
 def search_publish(cluster: Cluster, config: pub.PublishConfig) -> Outcome:
     """Search ``task-finds-its-row`` on a real worker, the sender's transaction in this
     process."""
     runner = PublishRunner(cluster, config)
-    counter = [0]
 
     def one(data: st.DataObject) -> None:
-        counter[0] += 1
         run = runner.run(data.draw(PUBLISH_TASKS, label="tasks"), schedule(data))
         if (failure := judge(pub.PROPERTY, config, run)) is not None:
             raise failure
 
     expected = pub.expected_verdict(config)
-    return _search(pub.PROPERTY, config, expected, pub.why(config), one, counter)
+    return _search(pub.PROPERTY, config, expected, pub.why(config), one)
 
 
 def eager_run(prop: str, config: EagerConfig, moves: Sequence[str]) -> Any:
@@ -279,11 +274,9 @@ def eager_run(prop: str, config: EagerConfig, moves: Sequence[str]) -> Any:
 
 def search_eager(config: EagerConfig, prop: str) -> Outcome:
     """Search ``prop`` with ``task_always_eager`` (no workers)."""
-    counter = [0]
     ops = OPS.get(prop, ("",))
 
     def one(data: st.DataObject) -> None:
-        counter[0] += 1
         if config.kind == "lock":
             moves = ["submit"] * data.draw(st.integers(2, LOCK_TASKS), label="tasks")
         else:
@@ -301,7 +294,7 @@ def search_eager(config: EagerConfig, prop: str) -> Outcome:
         )
     else:
         why = ms.eager_why(prop)
-    return _search(prop, config, "holds", why, one, counter)
+    return _search(prop, config, "holds", why, one)
 
 
 def replay(cluster: Cluster, scenario: StateScenario) -> tuple[Any, Failure | None]:
