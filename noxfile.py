@@ -46,6 +46,11 @@ def _install(session: nox.Session, *extras: str) -> None:
     session.install("-e", target)
 
 
+def _profile() -> str:
+    """The Hypothesis profile of suite, check-lock and check-effect (SUITE_PROFILE)."""
+    return os.environ.get("SUITE_PROFILE", "dev")
+
+
 def _pytest(session: nox.Session, *args: str) -> None:
     """pytest; any non-zero exit fails the session, 5 (no tests collected) included."""
     session.run("pytest", *args)
@@ -66,9 +71,8 @@ def tests(session: nox.Session) -> None:
 def suite(session: nox.Session) -> None:
     """The main job: every property on the full matrix; writes reports/findings.json."""
     _install(session)
-    profile = os.environ.get("SUITE_PROFILE", "dev")
     _pytest(
-        session, "properties", "-q", "--matrix", "full", "--hypothesis-profile", profile,
+        session, "properties", "-q", "--matrix", "full", "--hypothesis-profile", _profile(),
         "--findings", "reports/findings.json", *session.posargs,
     )  # fmt: skip
 
@@ -88,7 +92,7 @@ def check_lock(session: nox.Session) -> None:
     lock, *rest = session.posargs
     _pytest(
         session, "properties/test_locks.py", "-q", "--lock", lock,
-        "--hypothesis-profile", os.environ.get("SUITE_PROFILE", "dev"),
+        "--hypothesis-profile", _profile(),
         "--findings", "reports/check-lock.json", *rest,
     )  # fmt: skip
 
@@ -104,7 +108,7 @@ def check_effect(session: nox.Session) -> None:
     effect, *rest = session.posargs
     _pytest(
         session, "properties/test_delivery.py", "-q", "--effect", effect,
-        "--hypothesis-profile", os.environ.get("SUITE_PROFILE", "dev"),
+        "--hypothesis-profile", _profile(),
         "--findings", "reports/check-effect.json", *rest,
     )  # fmt: skip
 

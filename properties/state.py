@@ -168,10 +168,11 @@ class Lockstep:
         self.tasks = len(self.head) + len(self.tail)
 
     def __call__(self, enabled: list[str]) -> str:
-        for queue in (self.head, self.tail):
-            if queue and queue[0] in enabled and (queue is self.head or not self._steps(enabled)):
-                return queue.pop(0)
         steps = self._steps(enabled)
+        if self.head and self.head[0] in enabled:
+            return self.head.pop(0)
+        if self.tail and self.tail[0] in enabled and not steps:  # once both are done
+            return self.tail.pop(0)
         if steps:
             later = [m for m in steps if natural(m[5:]) > natural(self.last)]
             move = (later or steps)[0]
