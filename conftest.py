@@ -14,6 +14,9 @@ import pytest
 from harness.cluster import Cluster
 from harness.errors import HarnessError
 
+# The property runs' options, matrix and findings report (tests/properties).
+pytest_plugins = ("properties.plugin",)
+
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:

@@ -60,9 +60,9 @@ def _pytest(session: nox.Session, *args: str) -> None:
 def tests(session: nox.Session) -> None:
     """Unit tests, harness tests, and every property on the ci matrix (ci profile)."""
     _install(session)
-    _pytest(session, "tests", "-q", *session.posargs)
+    _pytest(session, "tests/cover", "tests/nocover", "-q", *session.posargs)
     _pytest(
-        session, "properties", "-q", "--matrix", "ci", "--hypothesis-profile", "ci",
+        session, "tests/properties", "-q", "--matrix", "ci", "--hypothesis-profile", "ci",
         "--findings", "reports/findings-ci.json", *session.posargs,
     )  # fmt: skip
 
@@ -72,7 +72,7 @@ def suite(session: nox.Session) -> None:
     """The main job: every property on the full matrix; writes reports/findings.json."""
     _install(session)
     _pytest(
-        session, "properties", "-q", "--matrix", "full", "--hypothesis-profile", _profile(),
+        session, "tests/properties", "-q", "--matrix", "full", "--hypothesis-profile", _profile(),
         "--findings", "reports/findings.json", *session.posargs,
     )  # fmt: skip
 
@@ -91,7 +91,7 @@ def check_lock(session: nox.Session) -> None:
     _install(session)
     lock, *rest = session.posargs
     _pytest(
-        session, "properties/test_locks.py", "-q", "--lock", lock,
+        session, "tests/properties/test_locks.py", "-q", "--lock", lock,
         "--hypothesis-profile", _profile(),
         "--findings", "reports/check-lock.json", *rest,
     )  # fmt: skip
@@ -107,7 +107,7 @@ def check_effect(session: nox.Session) -> None:
     _install(session)
     effect, *rest = session.posargs
     _pytest(
-        session, "properties/test_delivery.py", "-q", "--effect", effect,
+        session, "tests/properties/test_delivery.py", "-q", "--effect", effect,
         "--hypothesis-profile", _profile(),
         "--findings", "reports/check-effect.json", *rest,
     )  # fmt: skip

@@ -198,3 +198,18 @@ class DeliveryConfig:
     def label(self) -> str:
         tail = f"/{self.retry}" if self.retries else ""
         return f"{self.effect}/{self.broker}/{self.ack}/{self.pool}/c{self.concurrency}{tail}"
+
+
+@dataclass(frozen=True)
+class EagerConfig:
+    """A scenario run with ``task_always_eager``: ``kind`` state (``target`` a store) or
+    lock (``target`` a built-in lock)."""
+
+    kind: str
+    target: str
+
+    def label(self) -> str:
+        return f"eager/{self.target}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {"eager": True, self.kind if self.kind == "lock" else "store": self.target}

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 
 from harness.controller import Controller, Execution
 from harness.lockrun import LockRun, LockRunner
+from properties.schedule import simplest
 
 ORDER = {
     "start": 0, "acquiring": 1, "holding": 2, "refused": 2, "releasing": 3, "released": 4,
@@ -138,7 +139,7 @@ def chooser(script: str, ctl: Controller) -> Callable[[list[str]], str]:
                 items.pop(0)
                 continue
             return f"step {x}"
-        return next(m for m in enabled if m == "submit" or m.startswith(("step", "resume")))
+        return simplest(enabled)
 
     return choose
 

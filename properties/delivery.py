@@ -1,18 +1,15 @@
-"""Hypothesis searches a delivery property of one config, on real workers and brokers.
+"""The delivery area: messages, acks, redeliveries and retries under faults.
 
-The same loop as the lock search (properties/search.py): Hypothesis draws the number
-of tasks, then every move from what the delivery runner offers; every run is checked
-against the delivery model first (a difference is a *model mismatch*), then against
-the property's invariant.
+Every run is checked against the delivery model first (a difference is a *model
+mismatch*), then against the property's invariant. After the search, generic
+schedule shapes run (``Attack``): two runs of one message overlapping at every
+point, a kill at each point of the first run.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
-
-from hypothesis import strategies as st
 
 from harness.cluster import Cluster
 from harness.deliveryrun import DeliveryRun, DeliveryRunner
@@ -20,112 +17,10 @@ from model import history as h
 from model.config import DeliveryConfig
 from model.delivery import check_delivery
 from model.delivery_properties import PROPERTIES, expected, why
-from properties import profiles
+from model.verdict import Prediction
+from properties import matrix, profiles
+from properties.engine import Area, Found, plain
 from properties.scenario import DeliveryScenario
-from properties.search import (
-    Failure,
-    Outcome,
-    ReplayDiverged,
-    Tally,
-    hypothesis_test,
-    schedule,
-    verdict_of,
-)
-from properties.timeline import render
-
-TASKS = st.integers(min_value=1, max_value=3)
-
-
-def judge(prop: str, config: DeliveryConfig, run: DeliveryRun) -> Failure | None:
-    scenario = DeliveryScenario(prop, config, run.tasks, tuple(run.moves))
-    events: Sequence[h.Event] = run.history.events
-    crashed = [
-        (i, e) for i, e in enumerate(events) if isinstance(e, h.Finished) and e.status == "error"
-    ]
-    if crashed:  # the effect itself failed: neither Celery nor the effect is judged
-        lines = [f"#{i} {e.execution} raised {e.error}" for i, e in crashed]
-        return Failure("task error", scenario, run, lines, [i for i, _ in crashed])
-    mismatches = check_delivery(config, events)
-    if mismatches:
-        lines = [
-            f"#{m.index} {m.task}: expected {m.expected}, observed {m.observed}: {m.why}"
-            for m in mismatches
-        ]
-        return Failure("model mismatch", scenario, run, lines, [m.index for m in mismatches])
-    violations = PROPERTIES[prop].check(config, events)
-    if violations:
-        lines = [f"#{v.index} {v.message}" for v in violations]
-        return Failure("invariant violated", scenario, run, lines, [v.index for v in violations])
-    return None
-
-
-def _first_failure(exc: BaseException) -> str:
-    """What failed first when Hypothesis could not make a failure happen again
-    (FlakyFailure): the original error, with the timeline of the run that raised it."""
-    subs = getattr(exc, "exceptions", None)
-    if not subs:
-        return ""
-    first = subs[0]
-    detail = first.report() if isinstance(first, Failure) else f"{type(first).__name__}: {first}"
-    detail += "".join(f"\n{note}" for note in getattr(first, "__notes__", []))
-    return f"\nThe first run failed with: {detail}"
-
-
-def search(cluster: Cluster, config: DeliveryConfig, prop: str) -> Outcome:
-    runner = DeliveryRunner(cluster, config, frozenset(PROPERTIES[prop].moves))
-
-    def one(data: st.DataObject) -> None:
-        try:
-            run = runner.run(data.draw(TASKS, label="tasks"), schedule(data))
-        except Exception as exc:  # kept for the report if a replay does not repeat it
-            exc.add_note("Timeline:\n" + render(cluster.controller.history.events))
-            raise
-        failure = judge(prop, config, run)
-        if failure is not None:
-            raise failure
-
-    prediction = expected(config, prop)
-    tally = Tally()
-    test = hypothesis_test(
-        one, f"delivery|{prop}|{config.label()}", profiles.DELIVERY_EXAMPLES, tally,
-        shrink=profiles.shrink_seconds(prediction, delivery=True),
-    )  # fmt: skip
-    started = time.monotonic()
-
-    def outcome(verdict: str, **kw: Any) -> Outcome:
-        return Outcome(
-            prop, config, prediction, verdict, tally.calls, time.monotonic() - started,
-            why=why(config, prop), **kw,
-        )  # fmt: skip
-
-    try:
-        test()
-    except Failure as failure:
-        return outcome(
-            verdict_of(failure), failure=failure, found_by="search",
-            found_at=tally.first_failure,
-        )  # fmt: skip
-    except Exception as exc:  # a harness error is a verdict too, never a pass
-        where = render(cluster.controller.history.events)
-        first = _first_failure(exc)
-        return outcome(
-            "harness error", error=f"{type(exc).__name__}: {exc}{first}\nTimeline:\n{where}"
-        )
-    searched = tally.calls
-    try:
-        for name, tasks, attack in attacks(config, prop):
-            tally.calls += 1
-            run = runner.run(tasks, attack)
-            if (found := judge(prop, config, run)) is not None:
-                return outcome(
-                    verdict_of(found), failure=found,
-                    found_by=f"attack: {name}",
-                    notes=[f"the random search found no counterexample in {searched} examples"],
-                )  # fmt: skip
-    except Exception as exc:
-        where = render(cluster.controller.history.events)
-        return outcome("harness error", error=f"attacks: {type(exc).__name__}: {exc}\n{where}")
-    return outcome("holds", notes=[f"{tally.calls - searched} attack shapes passed too"])
 
 
 class Attack:
@@ -155,36 +50,68 @@ class Attack:
         return steps[0]
 
 
-def attacks(config: DeliveryConfig, prop: str) -> list[tuple[str, int, Attack]]:
+def shapes(config: DeliveryConfig, prop: str) -> list[tuple[str, int, Attack]]:
     """Shapes for the deep cases: two runs of one message overlapping at every
     point (a visibility timeout while the first runs), and a kill at each point of
     the first run (child and main), retried or not."""
-    shapes: list[tuple[str, int, Attack]] = []
+    found: list[tuple[str, int, Attack]] = []
     moves = PROPERTIES[prop].moves
     for k in range(1, 5):
         if "vt" in moves and config.broker == "redis":
             head = ["submit", *["step t1"] * k, "vt"]
-            shapes.append((f"overlap after {k} steps", 1, Attack("overlap", head, True)))
+            found.append((f"overlap after {k} steps", 1, Attack("overlap", head, True)))
         if "kill" in moves:
             for kill in ("kill t1", "kill-main t1"):
                 head = ["submit", *["step t1"] * k, kill, "vt"]
-                shapes.append((f"{kill} after {k} steps", 1, Attack(kill, head, False)))
-    return shapes
+                found.append((f"{kill} after {k} steps", 1, Attack(kill, head, False)))
+    return found
 
 
-def replay(cluster: Cluster, scenario: DeliveryScenario) -> tuple[DeliveryRun, Failure | None]:
-    """Run exactly the scenario's moves; a move that is not enabled is a divergence."""
-    runner = DeliveryRunner(cluster, scenario.config, frozenset(PROPERTIES[scenario.prop].moves))
-    queue = list(scenario.moves)
+class DeliveryArea(Area[DeliveryConfig]):
+    name = "delivery"
+    digest = "delivery|"
+    line = DeliveryScenario
+    config_type = DeliveryConfig
+    properties = tuple(PROPERTIES)
 
-    def choose(enabled: list[str]) -> str:
-        if not queue:
-            calm = [m for m in enabled if m == "submit" or m.startswith("step")]
-            return calm[0] if calm else enabled[0]
-        move = queue.pop(0)
-        if move not in enabled:
-            raise ReplayDiverged(f"move {move!r} is not enabled; enabled: {enabled}")
-        return move
+    def runner(self, cluster: Cluster, config: DeliveryConfig, prop: str) -> DeliveryRunner:
+        return DeliveryRunner(cluster, config, frozenset(PROPERTIES[prop].moves))
 
-    run = runner.run(scenario.tasks, choose)
-    return run, judge(scenario.prop, scenario.config, run)
+    def attacks(
+        self, runner: Any, config: DeliveryConfig, prop: str
+    ) -> Iterator[tuple[str, DeliveryRun]]:
+        for name, tasks, attack in shapes(config, prop):
+            yield name, runner.run(tasks, attack)
+
+    def passed_note(self, attacks: int) -> list[str]:
+        return [f"{attacks} attack shapes passed too"]
+
+    def predict(self, config: DeliveryConfig, prop: str) -> tuple[Prediction, str]:
+        return expected(config, prop), why(config, prop)
+
+    def mismatches(self, config: DeliveryConfig, events: Sequence[h.Event]) -> Found:
+        return [
+            (m.index, f"#{m.index} {m.task}: expected {m.expected}, observed {m.observed}: "
+             f"{m.why}")
+            for m in check_delivery(config, events)
+        ]  # fmt: skip
+
+    def violations(self, config: DeliveryConfig, prop: str, events: Sequence[h.Event]) -> Found:
+        return plain(PROPERTIES[prop].check(config, events))
+
+    def examples(self, config: DeliveryConfig) -> dict[str, int]:
+        return profiles.DELIVERY_EXAMPLES
+
+    def shrink(self, expected: str) -> int:
+        return profiles.shrink_seconds(expected, delivery=True)
+
+    def config_row(self, prop: str, config: DeliveryConfig) -> dict[str, Any]:
+        """The config, and the fault moves the property's scenarios may contain."""
+        return {**config.as_dict(), "fault": ",".join(sorted(PROPERTIES[prop].moves)) or "none"}
+
+    def cases(self, matrix_: str, options: Any) -> list[tuple[str, DeliveryConfig]]:
+        wanted = [p for p in options("property") if p in PROPERTIES]
+        return matrix.delivery_cases(matrix_, options("effect"), wanted or None)
+
+
+AREA = DeliveryArea()

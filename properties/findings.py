@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from properties.search import Outcome
+from properties.outcome import Outcome
 from properties.semantics import UNTESTED, ClaimResult
 
 
@@ -36,7 +36,7 @@ class Findings:
         rows = [
             (
                 o.prop, o.config.label(), o.expected,
-                o.verdict + ("" if o.agrees else "  <-- disagrees"), str(o.examples),
+                o.verdict + _mark(o), str(o.examples),
                 _found_at(o), f"{o.seconds:.1f}",
             )
             for o in self.outcomes
@@ -67,6 +67,14 @@ class Findings:
 
 
 KEY = pytest.StashKey[Findings]()
+
+
+def _mark(o: Outcome) -> str:
+    """A row that failed its check, and why; a passing one's reason where it says more
+    than "as predicted" (a plug-in's "unsafe without fencing")."""
+    if not o.passed:
+        return f"  <-- {o.reason}"
+    return "" if o.reason in ("as the model predicts", "holds") else f"  ({o.reason})"
 
 
 def _found_at(o: Outcome) -> str:

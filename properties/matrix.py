@@ -8,7 +8,7 @@ processes, several threads).
 
 from __future__ import annotations
 
-from model.config import BUILTIN_LOCKS, DeliveryConfig, LockConfig, Pool
+from model.config import BUILTIN_LOCKS, DeliveryConfig, EagerConfig, LockConfig, Pool
 from model.delivery_properties import BUILTIN_EFFECTS
 from model.module_state import StateConfig, StatePool
 from model.publishing import PublishConfig
@@ -209,15 +209,12 @@ def state_cases(matrix: str) -> list[tuple[str, StateConfig]]:
     return cases
 
 
-def eager_cases(matrix: str) -> list[tuple[str, object]]:
+def eager_cases(matrix: str) -> list[tuple[str, EagerConfig]]:
     """Eager twins of the worker rows that break: the per-process stores for every
     state property, and the LocMemCache cookbook lock."""
     from model.module_state import PER_PROCESS_STORES, PROPERTIES
-    from properties.state import EagerConfig
 
-    cases: list[tuple[str, object]] = [
-        (p, EagerConfig("state", store)) for store in PER_PROCESS_STORES for p in PROPERTIES
-    ]
+    cases = [(p, EagerConfig("state", store)) for store in PER_PROCESS_STORES for p in PROPERTIES]
     return [*cases, ("mutual-exclusion", EagerConfig("lock", "cookbook-locmem"))]
 
 

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 from harness.cluster import Cluster
 from harness.errors import HarnessError
-from properties import delivery, state
-from properties.scenario import DeliveryScenario, decode_any
-from properties.search import ReplayDiverged, replay
-from properties.state import StateScenario
+from properties.areas import of_line
+from properties.scenario import decode_any
+from properties.schedule import ReplayDiverged
 from properties.timeline import anonymous, render
 
 
@@ -29,18 +27,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"replay: {exc}", file=sys.stderr)
         return 2
+    area = of_line(scenario)
     outcomes: list[str] = []
     cluster = Cluster()
     try:
         with cluster:
             for i in range(args.times):
-                run: Any
-                if isinstance(scenario, DeliveryScenario):
-                    run, failure = delivery.replay(cluster, scenario)
-                elif isinstance(scenario, StateScenario):
-                    run, failure = state.replay(cluster, scenario)
-                else:
-                    run, failure = replay(cluster, scenario)
+                run, failure = area.replay(cluster, scenario)
                 if i == 0:
                     print(failure.report() if failure else render(run.history.events))
                 outcomes.append(anonymous("\n".join(failure.lines)) if failure else "holds")

@@ -13,7 +13,10 @@ import shlex
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from model.config import Broker, DeliveryConfig, LockConfig, Pool
+from model import expectations
+from model import module_state as ms
+from model import publishing as pub
+from model.config import Broker, DeliveryConfig, EagerConfig, LockConfig, Pool
 
 C = TypeVar("C")
 
@@ -100,12 +103,55 @@ class DeliveryScenario(Line[DeliveryConfig]):
         return cls(m["prop"], config, int(m["n"]), split_moves(m["moves"]))
 
 
-def decode_any(text: str) -> Any:
+StateConfig = ms.StateConfig | EagerConfig | pub.PublishConfig
+
+_STATE = re.compile(
+    r"(?P<prop>\S+) (?P<mode>state|eager|publish) (?P<label>\S+) tasks=(?P<n>\d+):(?P<m>.*)"
+)
+
+
+@dataclass(frozen=True)
+class StateScenario(Line[StateConfig]):
+    """``read-your-writes-across-tasks state prefork/c2 tasks=2: submit write; ...``; the
+    eager form has ``eager`` and a store or lock in place of ``state`` and a config; the
+    publishing form ``task-finds-its-row publish in-transaction/prefork/c2 tasks=1: ...``."""
+
+    def head(self) -> str:
+        c = self.config
+        mode, label = (
+            ("eager", c.target)
+            if isinstance(c, EagerConfig)
+            else ("publish", c.label())
+            if isinstance(c, pub.PublishConfig)
+            else ("state", c.label())
+        )
+        return f"{self.prop} {mode} {label}"
+
+    @classmethod
+    def decode(cls, text: str) -> StateScenario:
+        m = _STATE.fullmatch(text.strip())
+        if not m:
+            raise ValueError(
+                "a state scenario reads '<property> state <config> tasks=<n>: <move>; ...' "
+                "or '<property> eager|publish <store, lock or config> tasks=<n>: ...', "
+                f"got {text!r}"
+            )
+        config: StateConfig
+        if m["mode"] == "state":
+            config = ms.parse_label(m["label"])
+        elif m["mode"] == "publish":
+            config = pub.parse_label(m["label"])
+        elif m["prop"] in expectations.PROPERTIES:
+            config = EagerConfig("lock", m["label"])
+        else:
+            config = EagerConfig("state", m["label"])
+        return cls(m["prop"], config, int(m["n"]), split_moves(m["m"]))
+
+
+def decode_any(text: str) -> Line[Any]:
     """A lock, delivery, state or publishing scenario line, whichever it is."""
     head = text.strip().split(" ", 3)
     if len(head) >= 2 and head[1] in ("state", "eager", "publish"):
-        from properties.state import StateScenario
-
         return StateScenario.decode(text)
     if len(head) >= 3 and head[2].count("/") >= 3:
         return DeliveryScenario.decode(text)

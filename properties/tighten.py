@@ -16,21 +16,9 @@ from collections.abc import Callable
 from harness.cluster import Cluster
 from harness.lockrun import LockRun, LockRunner
 from model import expectations
+from properties.schedule import lenient
 
 Judge = Callable[[LockRun], object | None]
-
-
-def _lenient(moves: list[str]) -> Callable[[list[str]], str]:
-    queue = list(moves)
-
-    def choose(enabled: list[str]) -> str:
-        while queue:
-            move = queue.pop(0)
-            if move in enabled:
-                return move
-        return next(m for m in enabled if m == "submit" or m.startswith(("step", "resume")))
-
-    return choose
 
 
 def _order(moves: list[str]) -> list[int]:
@@ -70,7 +58,7 @@ def tighten(
         """The run of ``candidate`` if it is smaller than the best and still fails."""
         nonlocal spent
         spent += 1
-        tried = runner.run(candidate.count("submit"), _lenient(candidate))
+        tried = runner.run(candidate.count("submit"), lenient(candidate))
         return tried if size(tried.moves) < size(best.moves) and still_fails(tried) else None
 
     improved = True

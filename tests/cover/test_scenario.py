@@ -64,9 +64,9 @@ def test_bad_config_in_a_line_is_a_clear_error() -> None:
 
 
 def _delivery_and_state_lines() -> list[Line[Any]]:
+    from model.config import EagerConfig
     from properties import matrix
-    from properties.scenario import DeliveryScenario
-    from properties.state import EagerConfig, StateScenario
+    from properties.scenario import DeliveryScenario, StateScenario
 
     steps = ("submit", "step t1", "kill t1", "vt")
     lines: list[Line[Any]] = [

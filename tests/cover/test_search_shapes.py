@@ -7,7 +7,7 @@ import pytest
 from hypothesis import strategies as st
 
 from properties import profiles
-from properties.search import Tally, hypothesis_test
+from properties.engine import Tally, hypothesis_test
 from properties.state import Lockstep
 
 
@@ -83,7 +83,7 @@ def test_ci_draws_depend_on_the_row_not_on_the_source() -> None:
 
 
 def test_tally_counts_up_to_the_first_failure() -> None:
-    from properties.search import Failure
+    from properties.outcome import Failure
 
     class _Sc:
         prop, config = "p", None

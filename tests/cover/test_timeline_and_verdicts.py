@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from model import history as h
 from model.config import LockConfig
-from properties.search import Outcome
+from model.verdict import UNSAFE_WITHOUT_FENCING, accept
+from properties.findings import Findings
+from properties.outcome import Outcome
 from properties.timeline import render
-from properties.verdicts import UNSAFE_WITHOUT_FENCING, acceptable
 
 
 def test_timeline_names_who_did_what_where_and_marks_events() -> None:
@@ -35,24 +38,39 @@ def _outcome(lock: str, prop: str, expected: str, verdict: str) -> Outcome:
 
 
 def test_builtin_must_agree_with_the_model() -> None:
-    assert acceptable(_outcome("cookbook-redis", "mutual-exclusion", "holds", "holds"))[0]
-    assert acceptable(_outcome("cookbook-locmem", "mutual-exclusion", "violated", "violated"))[0]
-    ok, why = acceptable(_outcome("cookbook-locmem", "mutual-exclusion", "violated", "holds"))
+    assert accept(_outcome("cookbook-redis", "mutual-exclusion", "holds", "holds"))[0]
+    assert accept(_outcome("cookbook-locmem", "mutual-exclusion", "violated", "violated"))[0]
+    ok, why = accept(_outcome("cookbook-locmem", "mutual-exclusion", "violated", "holds"))
     assert not ok and "none found in 10 examples" in why
-    assert not acceptable(_outcome("cookbook-redis", "mutual-exclusion", "holds", "violated"))[0]
+    assert not accept(_outcome("cookbook-redis", "mutual-exclusion", "holds", "violated"))[0]
 
 
 def test_mismatch_and_harness_errors_never_pass() -> None:
     for verdict in ("model mismatch", "harness error"):
-        assert not acceptable(_outcome("cookbook-redis", "mutual-exclusion", "holds", verdict))[0]
-        assert not acceptable(_outcome("m:f", "invoice-under-expiry", "unknown", verdict))[0]
+        assert not accept(_outcome("cookbook-redis", "mutual-exclusion", "holds", verdict))[0]
+        assert not accept(_outcome("m:f", "invoice-under-expiry", "unknown", verdict))[0]
 
 
 def test_plugin_fencing_failure_is_reported_not_broken() -> None:
     o = _outcome("m:f", "invoice-under-expiry", "unknown", "violated")
-    assert acceptable(o) == (True, UNSAFE_WITHOUT_FENCING)
-    assert UNSAFE_WITHOUT_FENCING in o.notes
+    assert accept(o) == (True, UNSAFE_WITHOUT_FENCING)
+    assert o.row()["passed"] and o.row()["reason"] == UNSAFE_WITHOUT_FENCING
     for prop in ("mutual-exclusion", "lease-mutual-exclusion", "exactly-one-invoice",
                  "no-orphaned-lock"):  # fmt: skip
-        assert acceptable(_outcome("m:f", prop, "unknown", "violated")) == (False, "broken")
-        assert acceptable(_outcome("m:f", prop, "unknown", "holds"))[0]
+        assert accept(_outcome("m:f", prop, "unknown", "violated")) == (False, "broken")
+        assert accept(_outcome("m:f", prop, "unknown", "holds"))[0]
+
+
+def test_table_json_and_assertion_read_one_rule(tmp_path: Path) -> None:
+    """A broken plug-in fails its check everywhere: the assertion (``passed``), the
+    JSON row and the table's mark; a built-in that agrees is unmarked."""
+    broken = _outcome("m:f", "mutual-exclusion", "unknown", "violated")
+    agrees = _outcome("cookbook-locmem", "mutual-exclusion", "violated", "violated")
+    report = Findings(tmp_path / "f.json", [broken, agrees])
+    assert not broken.passed and broken.row()["passed"] is False
+    assert broken.row()["reason"] == "broken"
+    assert agrees.passed and agrees.row()["passed"] is True
+    table = report.table().splitlines()
+    row = next(line for line in table if line.startswith("mutual") and "m:f" in line)
+    assert "<-- broken" in row
+    assert "<--" not in next(line for line in table if "cookbook-locmem" in line)

@@ -11,8 +11,9 @@ import pytest
 
 from harness.cluster import Cluster
 from model import history as h
+from properties.locks import AREA
 from properties.scenario import Scenario
-from properties.search import ReplayDiverged, replay
+from properties.schedule import ReplayDiverged
 from properties.timeline import anonymous
 
 pytestmark = [pytest.mark.servers, pytest.mark.workers]
@@ -37,7 +38,7 @@ def _normal(events: list[h.Event]) -> list[str]:
 @pytest.mark.parametrize("line", SCENARIOS, ids=["locmem-2-invoices", "orphan", "threads-kill"])
 def test_same_moves_same_history(cluster: Cluster, line: str) -> None:
     scenario = Scenario.decode(line)
-    runs = [replay(cluster, scenario) for _ in range(4)]
+    runs = [AREA.replay(cluster, scenario) for _ in range(4)]
     histories = [_normal(run.history.events) for run, _ in runs]
     assert all(hist == histories[0] for hist in histories[1:])
     verdicts = [[anonymous(x) for x in failure.lines] if failure else None for _, failure in runs]
@@ -47,7 +48,7 @@ def test_same_moves_same_history(cluster: Cluster, line: str) -> None:
 def test_the_locmem_counterexample_fails_every_time(cluster: Cluster) -> None:
     scenario = Scenario.decode(SCENARIOS[0])
     for _ in range(3):
-        _, failure = replay(cluster, scenario)
+        _, failure = AREA.replay(cluster, scenario)
         assert failure is not None and failure.kind == "invariant violated"
         assert "2 invoices" in failure.lines[0]
 
@@ -55,6 +56,6 @@ def test_the_locmem_counterexample_fails_every_time(cluster: Cluster) -> None:
 def test_a_move_that_is_not_enabled_is_a_divergence(cluster: Cluster) -> None:
     scenario = Scenario.decode("exactly-one-invoice cookbook-redis prefork/2 tasks=2: step t1")
     with pytest.raises(ReplayDiverged, match="'step t1' is not enabled"):
-        replay(cluster, scenario)
+        AREA.replay(cluster, scenario)
     # ...and the workers are left idle for whatever runs next.
     assert not cluster.controller.live()

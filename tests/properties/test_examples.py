@@ -11,9 +11,9 @@ import pytest
 
 from harness.cluster import Cluster
 from model.config import LockConfig
+from properties.engine import search
 from properties.findings import Findings
-from properties.search import search
-from properties.verdicts import acceptable
+from properties.locks import AREA
 
 BROKEN = {
     "examples.locks.cookbook_locmem:make_lock": "mutual-exclusion",
@@ -30,10 +30,9 @@ CHECKED = ["mutual-exclusion", "lease-mutual-exclusion", "exactly-one-invoice", 
 
 @pytest.mark.parametrize("lock", sorted(BROKEN))
 def test_broken_lock_is_caught(lock: str, cluster: Cluster, report: Findings) -> None:
-    outcome = search(cluster, LockConfig(lock, "prefork", 2), BROKEN[lock])
+    outcome = search(AREA, cluster, LockConfig(lock, "prefork", 2), BROKEN[lock])
     report.add(outcome)
-    ok, _ = acceptable(outcome)
-    assert outcome.verdict == "violated" and not ok, (
+    assert outcome.verdict == "violated" and not outcome.passed, (
         f"{lock} is broken but {BROKEN[lock]} {outcome.verdict} in {outcome.examples} examples"
         + (f": {outcome.error}" if outcome.error else "")
     )
@@ -42,8 +41,8 @@ def test_broken_lock_is_caught(lock: str, cluster: Cluster, report: Findings) ->
 @pytest.mark.parametrize("prop", CHECKED)
 @pytest.mark.parametrize("lock", SOUND)
 def test_sound_lock_passes(lock: str, prop: str, cluster: Cluster, report: Findings) -> None:
-    outcome = search(cluster, LockConfig(lock, "prefork", 2), prop)
+    outcome = search(AREA, cluster, LockConfig(lock, "prefork", 2), prop)
     report.add(outcome)
-    ok, why = acceptable(outcome)
-    detail = outcome.failure.report() if outcome.failure else (outcome.error or "")
-    assert ok, f"{lock} should pass {prop}: {outcome.verdict} ({why})\n{detail}"
+    assert outcome.passed, (
+        f"{lock} should pass {prop}: {outcome.verdict} ({outcome.reason})\n{outcome.detail()}"
+    )

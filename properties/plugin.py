@@ -1,14 +1,20 @@
-"""Session plumbing for the property runs: options, the cluster, the findings report."""
+"""The pytest plugin of the property runs: options, the matrix of every area, the
+findings report. Loaded by the root conftest.py."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from model import delivery_properties, expectations, module_state, publishing
+from harness.cluster import Cluster
 from properties import findings, matrix, profiles
+from properties.areas import AREAS
+from properties.engine import Area, search
+from properties.outcome import Outcome
 
 profiles.register()
 
@@ -29,10 +35,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )  # fmt: skip
     group.addoption(
         "--property", action="append", default=[],
-        choices=sorted(
-            [*expectations.PROPERTIES, *delivery_properties.PROPERTIES, *module_state.PROPERTIES,
-             *publishing.PROPERTIES]
-        ),
+        choices=sorted({p for a in AREAS.values() for p in a.properties}),
         help="only these properties (repeatable; default: all)",
     )  # fmt: skip
     group.addoption(
@@ -40,7 +43,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@dataclass(frozen=True)
+class Case:
+    """One row of the matrix: an area's property on one of its configs."""
+
+    area: Area[Any]
+    prop: str
+    config: Any
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Each area's rows parametrize its ``<area>_case`` fixture (``lock_case``,
+    ``delivery_case``, ...); the semantics rows ``claim`` and ``broker``."""
     opt = metafunc.config.getoption
     if "claim" in metafunc.fixturenames:
         from properties.semantics import CLAIMS
@@ -48,46 +62,28 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         pairs = [(c, b) for c in CLAIMS for b in c.brokers]
         metafunc.parametrize(("claim", "broker"), pairs, ids=[f"{c.id}-{b}" for c, b in pairs])
         return
-    if "state_config" in metafunc.fixturenames:
-        wanted = [p for p in opt("property") if p in module_state.PROPERTIES]
-        states = [
-            (p, c) for p, c in matrix.state_cases(opt("matrix"))
-            if p in wanted or not opt("property")
+    wanted = opt("property")
+    for area in AREAS.values():
+        if f"{area.name}_case" not in metafunc.fixturenames:
+            continue
+        cases = [
+            Case(area, p, c) for p, c in area.cases(opt("matrix"), opt)
+            if not wanted or p in wanted
         ]  # fmt: skip
         metafunc.parametrize(
-            ("state_prop", "state_config"), states, ids=[f"{p}-{c.label()}" for p, c in states]
+            f"{area.name}_case", cases, ids=[area.case_id(c.prop, c.config) for c in cases]
         )
-        return
-    if "publish_config" in metafunc.fixturenames:
-        on = not opt("property") or publishing.PROPERTY in opt("property")
-        publish = matrix.publish_cases(opt("matrix")) if on else []
-        metafunc.parametrize("publish_config", publish, ids=[c.label() for c in publish])
-        return
-    if "eager_config" in metafunc.fixturenames:
-        eager = [
-            (p, c) for p, c in matrix.eager_cases(opt("matrix"))
-            if p in opt("property") or not opt("property")
-        ]  # fmt: skip
-        metafunc.parametrize(
-            ("eager_prop", "eager_config"), eager,
-            ids=[f"{p}-{c.label()}" for p, c in eager],  # type: ignore[attr-defined]
-        )  # fmt: skip
-        return
-    if "delivery_config" in metafunc.fixturenames:
-        wanted = [p for p in opt("property") if p in delivery_properties.PROPERTIES]
-        cases = matrix.delivery_cases(opt("matrix"), opt("effect"), wanted or None)
-        metafunc.parametrize(
-            ("delivery_prop", "delivery_config"), cases,
-            ids=[f"{p}-{c.label()}" for p, c in cases],
-        )  # fmt: skip
-        return
-    if "lock_config" not in metafunc.fixturenames:
-        return
-    props = [p for p in opt("property") if p in expectations.PROPERTIES] or (
-        [] if opt("property") else list(expectations.PROPERTIES)
+
+
+def verify(case: Case, cluster: Cluster, report: findings.Findings) -> Outcome:
+    """Search one row, add it to the report, and fail unless ``accept`` passes it."""
+    outcome = search(case.area, cluster, case.config, case.prop)
+    report.add(outcome)
+    assert outcome.passed, (
+        f"{case.prop} on {case.config.label()}: {outcome.verdict} ({outcome.reason})\n"
+        f"{outcome.detail()}"
     )
-    locks = matrix.lock_cases(opt("matrix"), props, opt("lock"))
-    metafunc.parametrize(("prop", "lock_config"), locks, ids=[f"{c.label()}-{p}" for p, c in locks])
+    return outcome
 
 
 def _check_effect(effect: str) -> None:
