@@ -128,3 +128,5 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy", "model", "tasks", "harness", "properties", "examples")
+    # One-way imports, no circles (tests/cover/test_imports.py).
+    session.run("pytest", "-q", "tests/cover/test_imports.py")
