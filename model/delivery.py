@@ -100,7 +100,7 @@ class DeliveryModel:
             or config.gate is not None or config.consumer_timeout_ms is not None
         )  # fmt: skip
         if fixed_only or config.results != "redis":
-            # Those settings are checked by fixed runs (properties/semantics.py) only.
+            # Those settings are checked by fixed runs (properties/claims.py) only.
             raise ValueError(
                 "the delivery model predicts runs without dedup, cancel_on_loss, a "
                 "countdown, a chord, a gate or a consumer timeout, on the Redis result "

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from properties.claims import UNTESTED, ClaimResult
 from properties.outcome import Outcome
-from properties.semantics import UNTESTED, ClaimResult
 
 
 @dataclass

@@ -57,7 +57,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     ``delivery_case``, ...); the semantics rows ``claim`` and ``broker``."""
     opt = metafunc.config.getoption
     if "claim" in metafunc.fixturenames:
-        from properties.semantics import CLAIMS
+        from properties.claims import CLAIMS
 
         pairs = [(c, b) for c in CLAIMS for b in c.brokers]
         metafunc.parametrize(("claim", "broker"), pairs, ids=[f"{c.id}-{b}" for c, b in pairs])

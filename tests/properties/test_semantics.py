@@ -5,8 +5,9 @@ here and in the delivery-model property, and the model must follow the run."""
 from __future__ import annotations
 
 from harness.cluster import Cluster
+from properties.claims import Claim
 from properties.findings import Findings
-from properties.semantics import Claim, check
+from properties.semantics import check
 
 
 def test_claim(claim: Claim, broker: str, cluster: Cluster, report: Findings) -> None:
