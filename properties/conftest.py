@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from model import delivery_properties, expectations, module_state, publishing
+from model import delivery_properties, lock_properties, publishing, state_properties
 from properties import findings, matrix, profiles
 
 profiles.register()
@@ -30,8 +30,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--property", action="append", default=[],
         choices=sorted(
-            [*expectations.PROPERTIES, *delivery_properties.PROPERTIES, *module_state.PROPERTIES,
-             *publishing.PROPERTIES]
+            [*lock_properties.PROPERTIES, *delivery_properties.PROPERTIES,
+             *state_properties.PROPERTIES, *publishing.PROPERTIES]
         ),
         help="only these properties (repeatable; default: all)",
     )  # fmt: skip
@@ -49,7 +49,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize(("claim", "broker"), pairs, ids=[f"{c.id}-{b}" for c, b in pairs])
         return
     if "state_config" in metafunc.fixturenames:
-        wanted = [p for p in opt("property") if p in module_state.PROPERTIES]
+        wanted = [p for p in opt("property") if p in state_properties.PROPERTIES]
         states = [
             (p, c) for p, c in matrix.state_cases(opt("matrix"))
             if p in wanted or not opt("property")
@@ -83,8 +83,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     if "lock_config" not in metafunc.fixturenames:
         return
-    props = [p for p in opt("property") if p in expectations.PROPERTIES] or (
-        [] if opt("property") else list(expectations.PROPERTIES)
+    props = [p for p in opt("property") if p in lock_properties.PROPERTIES] or (
+        [] if opt("property") else list(lock_properties.PROPERTIES)
     )
     locks = matrix.lock_cases(opt("matrix"), props, opt("lock"))
     metafunc.parametrize(("prop", "lock_config"), locks, ids=[f"{c.label()}-{p}" for p, c in locks])

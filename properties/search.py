@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 from harness.cluster import Cluster
 from harness.lockrun import LockRun, LockRunner
-from model import expectations
 from model import history as h
+from model import lock_properties
 from model.config import LockConfig
 from model.locks import check_lock_model
 from properties import attacks, profiles
@@ -182,7 +182,7 @@ def judge(prop: str, config: LockConfig, run: LockRun) -> Failure | None:
                 for m in mismatches
             ]
             return Failure("model mismatch", scenario, run, lines, [m.index for m in mismatches])
-    violations = expectations.PROPERTIES[prop].check(events)
+    violations = lock_properties.PROPERTIES[prop].check(events)
     if violations:
         lines = [f"#{v.index} {v.message}" for v in violations]
         return Failure("invariant violated", scenario, run, lines, [v.index for v in violations])
@@ -241,7 +241,7 @@ class Outcome:
 
 def search(cluster: Cluster, config: LockConfig, prop: str) -> Outcome:
     """Search under the loaded Hypothesis profile (``dev``, ``ci``, ``nightly``)."""
-    spec = expectations.PROPERTIES[prop]
+    spec = lock_properties.PROPERTIES[prop]
     runner = LockRunner(cluster, config, frozenset(spec.moves))
 
     def one(data: st.DataObject) -> None:
@@ -250,7 +250,7 @@ def search(cluster: Cluster, config: LockConfig, prop: str) -> Outcome:
         if failure is not None:
             raise failure
 
-    expected = expectations.expected(config, prop)
+    expected = lock_properties.expected(config, prop)
     tally = Tally()
     test = hypothesis_test(
         one, f"{prop}|{config.label()}", profiles.LOCK_EXAMPLES, tally,
@@ -261,7 +261,7 @@ def search(cluster: Cluster, config: LockConfig, prop: str) -> Outcome:
     def outcome(verdict: str, **kw: Any) -> Outcome:
         return Outcome(
             prop, config, expected, verdict, tally.calls, time.monotonic() - started,
-            why=expectations.why(config, prop), **kw,
+            why=lock_properties.why(config, prop), **kw,
         )  # fmt: skip
 
     try:
@@ -299,7 +299,9 @@ def _tightened(cluster: Cluster, failure: Failure) -> Failure:
     try:
         run = tighten(cluster, failure.run, sc.prop, same)
         # An attack shape that fails the same way may be smaller still.
-        runner = LockRunner(cluster, sc.config, frozenset(expectations.PROPERTIES[sc.prop].moves))
+        runner = LockRunner(
+            cluster, sc.config, frozenset(lock_properties.PROPERTIES[sc.prop].moves)
+        )
         for _name, tried in attacks.play(runner, sc.prop):
             if size(tried.moves) < size(run.moves) and same(tried):
                 run = tried
@@ -316,7 +318,7 @@ def verdict_of(failure: Failure) -> str:
 
 def replay(cluster: Cluster, scenario: Scenario) -> tuple[LockRun, Failure | None]:
     """Run exactly the scenario's moves; a move that is not enabled is a divergence."""
-    spec = expectations.PROPERTIES[scenario.prop]
+    spec = lock_properties.PROPERTIES[scenario.prop]
     runner = LockRunner(cluster, scenario.config, frozenset(spec.moves))
     queue = list(scenario.moves)
 

@@ -3,7 +3,7 @@ and the same scenarios under ``task_always_eager``.
 
 The loop of properties/search.py: Hypothesis draws the number of tasks and every move
 (which operation each task does, which task runs next). Each run is checked against
-the model first (every read must return what model/module_state.py allows: a
+the model first (every read must return what model/state.py allows: a
 difference is a *model mismatch*), then against the property's invariant.
 
 Eager mode has no interleavings to choose: Hypothesis draws the operations only, and
@@ -26,10 +26,12 @@ from harness.cluster import Cluster
 from harness.controller import natural
 from harness.publishrun import PublishRunner
 from harness.staterun import OPS, StateRun, StateRunner
-from model import expectations
 from model import history as h
-from model import module_state as ms
+from model import lock_properties
 from model import publishing as pub
+from model import state as ms
+from model import state_properties as msp
+from model.config import PublishConfig, StateConfig, parse_publish_label, parse_state_label
 from properties import profiles
 from properties.scenario import Line, split_moves
 from properties.search import (
@@ -62,7 +64,7 @@ class EagerConfig:
         return {"eager": True, self.kind if self.kind == "lock" else "store": self.target}
 
 
-Config = ms.StateConfig | EagerConfig | pub.PublishConfig
+Config = StateConfig | EagerConfig | PublishConfig
 
 _LINE = re.compile(
     r"(?P<prop>\S+) (?P<mode>state|eager|publish) (?P<label>\S+) tasks=(?P<n>\d+):(?P<m>.*)"
@@ -81,7 +83,7 @@ class StateScenario(Line[Config]):
             ("eager", c.target)
             if isinstance(c, EagerConfig)
             else ("publish", c.label())
-            if isinstance(c, pub.PublishConfig)
+            if isinstance(c, PublishConfig)
             else ("state", c.label())
         )
         return f"{self.prop} {mode} {label}"
@@ -97,10 +99,10 @@ class StateScenario(Line[Config]):
             )
         config: Config
         if m["mode"] == "state":
-            config = ms.parse_label(m["label"])
+            config = parse_state_label(m["label"])
         elif m["mode"] == "publish":
-            config = pub.parse_label(m["label"])
-        elif m["prop"] in expectations.PROPERTIES:
+            config = parse_publish_label(m["label"])
+        elif m["prop"] in lock_properties.PROPERTIES:
             config = EagerConfig("lock", m["label"])
         else:
             config = EagerConfig("state", m["label"])
@@ -124,7 +126,7 @@ def judge(prop: str, config: Config, run: Any) -> Failure | None:
     if crashed:
         lines = [f"#{i} {e.execution} raised {e.error}" for i, e in crashed]
         return Failure("task error", scenario, run, lines, [i for i, _ in crashed])
-    if isinstance(config, pub.PublishConfig):
+    if isinstance(config, PublishConfig):
         wrong_ = pub.mismatches(config, events)
         if wrong_:
             lines = [v.describe() for v in wrong_]
@@ -135,19 +137,19 @@ def judge(prop: str, config: Config, run: Any) -> Failure | None:
             return Failure("invariant violated", scenario, run, lines, [v.index for v in seen])
         return None
     if isinstance(config, EagerConfig) and config.kind == "lock":
-        found = expectations.PROPERTIES[prop].check(events)
+        found = lock_properties.PROPERTIES[prop].check(events)
         if found:
             lines = [f"#{v.index} {v.message}" for v in found]
             return Failure("invariant violated", scenario, run, lines, [v.index for v in found])
         return None
-    if isinstance(config, ms.StateConfig):
+    if isinstance(config, StateConfig):
         wrong = ms.mismatches(config, events)
         if wrong:
             lines = [v.describe() for v in wrong]
             return Failure("model mismatch", scenario, run, lines, [v.index for v in wrong])
-        found_ = ms.violations(config, prop, events)
+        found_ = msp.violations(config, prop, events)
     else:
-        found_ = ms.violations(ms.StateConfig("solo", 1, store=config.target), prop, events)
+        found_ = msp.violations(StateConfig("solo", 1, store=config.target), prop, events)
     if found_:
         lines = [v.describe() for v in found_]
         return Failure("invariant violated", scenario, run, lines, [v.index for v in found_])
@@ -230,7 +232,7 @@ def _search(
     return outcome("holds", notes=["the lockstep attack passed too"])
 
 
-def search(cluster: Cluster, config: ms.StateConfig, prop: str) -> Outcome:
+def search(cluster: Cluster, config: StateConfig, prop: str) -> Outcome:
     """Search ``prop`` on a real worker for ``config``."""
     runner = StateRunner(cluster, config, prop)
 
@@ -243,11 +245,11 @@ def search(cluster: Cluster, config: ms.StateConfig, prop: str) -> Outcome:
         shape = Lockstep(OPS[prop])
         return judge(prop, config, runner.run(shape.tasks, shape))
 
-    expected = ms.expected_verdict(config, prop)
-    return _search(prop, config, expected, ms.why(config, prop), one, lockstep)
+    expected = msp.expected_verdict(config, prop)
+    return _search(prop, config, expected, msp.why(config, prop), one, lockstep)
 
 
-def search_publish(cluster: Cluster, config: pub.PublishConfig) -> Outcome:
+def search_publish(cluster: Cluster, config: PublishConfig) -> Outcome:
     """Search ``task-finds-its-row`` on a real worker, the sender's transaction in this
     process."""
     runner = PublishRunner(cluster, config)
@@ -294,7 +296,7 @@ def search_eager(config: EagerConfig, prop: str) -> Outcome:
             "the lock"
         )
     else:
-        why = ms.eager_why(prop)
+        why = msp.eager_why(prop)
     return _search(prop, config, "holds", why, one)
 
 
@@ -305,7 +307,7 @@ def replay(cluster: Cluster, scenario: StateScenario) -> tuple[Any, Failure | No
         return run, judge(scenario.prop, config, run)
     runner = (
         PublishRunner(cluster, config)
-        if isinstance(config, pub.PublishConfig)
+        if isinstance(config, PublishConfig)
         else StateRunner(cluster, config, scenario.prop)
     )
     queue = list(scenario.moves)

@@ -5,8 +5,8 @@ database transaction."""
 from __future__ import annotations
 
 from harness.cluster import Cluster
-from model.module_state import StateConfig
-from model.publishing import PROPERTY, PublishConfig
+from model.config import PublishConfig, StateConfig
+from model.publishing import PROPERTY
 from properties import state
 from properties.findings import Findings
 from properties.verdicts import acceptable
