@@ -23,8 +23,6 @@ from typing import Any
 
 from harness.errors import HarnessError, HarnessTimeout
 from model import history as h
-from model import module_state as ms
-from model import publishing as pub
 
 # A wait this long means something is wrong (a lost message, a dead worker, a statement
 # blocked on a lock held by a parked execution); it is never part of a scenario.
@@ -508,9 +506,9 @@ class Controller:
             ex.exhausted = True
             self.history.append(h.RetriesExhausted(ex.id, ex.task))
         elif k in ("read", "write", "rfu", "wb", "writing"):
-            self.history.append(ms.observed(k, ex.id, ex.process, msg))
+            self.history.append(h.observed(k, ex.id, ex.process, msg))
         elif k == "looked":
-            self.history.append(pub.Looked(ex.id, bool(msg["found"])))
+            self.history.append(h.Looked(ex.id, bool(msg["found"])))
         elif k in ("locked", "unlocked"):
             ex.holds_lock = k == "locked"
         else:

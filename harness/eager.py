@@ -17,7 +17,7 @@ from typing import Any
 
 from harness.controller import Controller, Execution
 from model import history as h
-from model import module_state as ms
+from model.processes import APP
 
 _examples = itertools.count(1)
 
@@ -62,7 +62,7 @@ def state_run(store: str, prop: str, ops: list[str]) -> h.History:
 
     def report(x: str, kind: str, data: dict[str, Any]) -> None:
         if kind not in ("locked", "unlocked"):  # the lock only steers the scheduler
-            history.append(ms.observed(kind, x, "w1", data))
+            history.append(h.observed(kind, x, "w1", data))
 
     with _eager(), points.inline(log):
         for i, op in enumerate(ops, 1):
@@ -72,7 +72,7 @@ def state_run(store: str, prop: str, ops: list[str]) -> h.History:
             state_op.apply_async(args=[{**spec, "value": i}])
             _translate(history, log, report)
     if prop == "sender-sees-task-writes":
-        history.append(ms.Read("app", ms.APP, state.get(store, key)))
+        history.append(h.Read("app", APP, state.get(store, key)))
     return history
 
 

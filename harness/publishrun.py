@@ -27,6 +27,7 @@ from harness.staterun import StateRun, StateRunner
 from harness.workers import WorkerSpec
 from model import history as h
 from model import publishing as pub
+from model.config import PublishConfig
 
 TASK = "suite.find_row"
 _current: PublishRunner | None = None
@@ -49,7 +50,7 @@ class PublishRunner(StateRunner):
     """The state runner's loop (``run``, process names, clean-up) with the sender's
     transaction as part of the scenario."""
 
-    def __init__(self, cluster: Cluster, config: pub.PublishConfig) -> None:
+    def __init__(self, cluster: Cluster, config: PublishConfig) -> None:
         self.cluster, self.config, self.prop = cluster, config, pub.PROPERTY  # type: ignore[assignment]
         self.publish = config
         self.spec = WorkerSpec(config.pool, config.concurrency)
@@ -74,7 +75,7 @@ class PublishRunner(StateRunner):
         _current = None
 
     def on_published(self, task: str) -> None:
-        self.run_.history.append(pub.Published(task))
+        self.run_.history.append(h.Published(task))
         self.published.append(task)
 
     # --- moves -----------------------------------------------------------------------------
@@ -108,7 +109,7 @@ class PublishRunner(StateRunner):
             ctl.accept(task)
             run.history.append(h.Submitted(task))
             txn.insert(key)
-            run.history.append(pub.Inserted(task))
+            run.history.append(h.Inserted(task))
             before = len(self.published)
             spec = {"execution": task, "task": task, "key": key}
             txn.send(self.publish.mode, self.cluster.app.tasks[TASK], [spec],
@@ -116,11 +117,11 @@ class PublishRunner(StateRunner):
             if len(self.published) == before:
                 self.pending += 1
         elif move == "commit":
-            run.history.append(pub.Committed())
+            run.history.append(h.Committed())
             txn.commit()
             self.pending = 0
         elif move == "rollback":
-            run.history.append(pub.RolledBack())
+            run.history.append(h.RolledBack())
             txn.rollback()
             self.pending = 0
         elif move.startswith("step "):

@@ -17,7 +17,7 @@ holds it) is not offered a step: stepping it would only spin. For
 ``sender-sees-task-writes`` the sending application (this process) reads the value
 once every task has ended.
 
-Process names follow the model (model/module_state.py): prefork children are named
+Process names follow the model (model/processes.py): prefork children are named
 by slot, ``w1.c1``, and a child forked in place of one that exited
 (``--max-tasks-per-child``) or died takes its slot's name with a ``'``, introduced
 by a ``ChildReplaced`` event. Which idle child runs a task is Celery's choice; the
@@ -36,7 +36,8 @@ from harness.controller import Execution, natural, play
 from harness.errors import HarnessError
 from harness.workers import WorkerSpec
 from model import history as h
-from model import module_state as ms
+from model.config import IMPORT_VALUE, StateConfig
+from model.processes import APP
 
 Chooser = Callable[[list[str]], str]
 
@@ -54,13 +55,13 @@ OPS: dict[str, tuple[str, ...]] = {
 
 @dataclass
 class StateRun:
-    config: Any  # ms.StateConfig, or the publishing runner's PublishConfig
+    config: Any  # StateConfig, or the publishing runner's PublishConfig
     tasks: int
     history: h.History
     moves: list[str] = field(default_factory=list)
 
 
-def spec_of(config: ms.StateConfig) -> WorkerSpec:
+def spec_of(config: StateConfig) -> WorkerSpec:
     return WorkerSpec(
         config.pool, config.concurrency, max_tasks_per_child=config.max_tasks_per_child,
         state_init=config.init_value,
@@ -68,8 +69,8 @@ def spec_of(config: ms.StateConfig) -> WorkerSpec:
 
 
 class StateRunner:
-    def __init__(self, cluster: Cluster, config: ms.StateConfig, prop: str) -> None:
-        if config.parent_value != ms.IMPORT_VALUE:
+    def __init__(self, cluster: Cluster, config: StateConfig, prop: str) -> None:
+        if config.parent_value != IMPORT_VALUE:
             raise HarnessError("parent_value is a model-only setting: workers import afresh")
         self.cluster, self.config, self.prop = cluster, config, prop
         self.ops = OPS[prop]
@@ -108,7 +109,7 @@ class StateRunner:
         if self.prop == "sender-sees-task-writes":
             from tasks import state
 
-            run.history.append(ms.Read("app", ms.APP, state.get(self.config.store, self.key)))
+            run.history.append(h.Read("app", APP, state.get(self.config.store, self.key)))
 
     # --- moves -----------------------------------------------------------------------------
 
@@ -160,7 +161,7 @@ class StateRunner:
         ctl = self.cluster.controller
         proc = ctl.procs[ex.pid]
         self.kills += 1
-        run.history.append(ms.Killed(proc.name))  # renamed to the model's name at the end
+        run.history.append(h.Killed(proc.name))  # renamed to the model's name at the end
         self.worker.kill(proc)
         if proc.role != "child":
             self.worker = self.cluster.replace(self.spec)
@@ -201,7 +202,7 @@ class StateRunner:
             k = min(s for s, (pid, _) in self.slots.items() if gone(pid))
             old = self.slots[k][1]
             name = old + "'"
-            run.history.append(ms.ChildReplaced(old, name))
+            run.history.append(h.ChildReplaced(old, name))
         self.slots[k] = (proc.pid, name)
         self.names[proc.name] = name
 

@@ -1,4 +1,8 @@
-"""Scenario configuration and the catalogue of built-in locks the model knows.
+"""What every scenario runs on: one config per area, and the built-in locks the model knows.
+
+``LockConfig``, ``DeliveryConfig``, ``StateConfig`` (module-level state) and
+``PublishConfig`` (publishing inside a transaction). Their ``label()`` and ``as_dict()``
+are part of the scenario lines and the findings report: they must not change.
 
 A lock is named either by a built-in name (``cookbook-redis``) or by a plug-in path
 (``pkg.mod:make_lock``). The model can predict outcomes only for built-in locks; for a
@@ -7,11 +11,36 @@ plug-in it checks the invariants alone.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-Pool = Literal["prefork", "threads", "solo"]
-POOLS: tuple[Pool, ...] = ("prefork", "threads", "solo")
+Pool = Literal["prefork", "threads", "solo", "gevent"]
+POOLS: tuple[Pool, ...] = ("prefork", "threads", "solo", "gevent")
+# The pools the lock, delivery and publishing suites run; only the module-state suite
+# starts gevent workers (a monkey-patched interpreter per worker).
+PLAIN_POOLS: tuple[Pool, ...] = ("prefork", "threads", "solo")
+
+
+def check_pool(pool: str, allowed: tuple[Pool, ...]) -> None:
+    if pool not in allowed:
+        raise ValueError(f"unknown pool {pool!r}: choose one of {', '.join(allowed)}")
+
+
+def concurrency_error(pool: str, concurrency: int) -> str | None:
+    """Why ``concurrency`` does not fit ``pool`` (one worker, 1..4 slots; solo has one),
+    or None if it does."""
+    if not 1 <= concurrency <= 4:
+        return f"concurrency {concurrency} out of range 1..4"
+    if pool == "solo" and concurrency != 1:
+        return "the solo pool runs one task at a time: concurrency must be 1"
+    return None
+
+
+def check_concurrency(pool: str, concurrency: int) -> None:
+    if (error := concurrency_error(pool, concurrency)) is not None:
+        raise ValueError(error)
+
 
 # Where a lock's state lives.
 #   process: a private dict per OS process (Django LocMemCache: ``_caches`` is a module
@@ -81,12 +110,8 @@ class LockConfig:
     broker: str = "redis"
 
     def __post_init__(self) -> None:
-        if self.pool not in POOLS:
-            raise ValueError(f"unknown pool {self.pool!r}: choose one of {', '.join(POOLS)}")
-        if not 1 <= self.concurrency <= 4:
-            raise ValueError(f"concurrency {self.concurrency} out of range 1..4")
-        if self.pool == "solo" and self.concurrency != 1:
-            raise ValueError("the solo pool runs one task at a time: concurrency must be 1")
+        check_pool(self.pool, PLAIN_POOLS)
+        check_concurrency(self.pool, self.concurrency)
         if not is_plugin(self.lock) and self.lock not in BUILTIN_LOCKS:
             known = ", ".join(sorted(BUILTIN_LOCKS))
             raise ValueError(
@@ -156,12 +181,8 @@ class DeliveryConfig:
     def __post_init__(self) -> None:
         if self.broker not in BROKERS:
             raise ValueError(f"unknown broker {self.broker!r}: choose one of {', '.join(BROKERS)}")
-        if self.pool not in POOLS:
-            raise ValueError(f"unknown pool {self.pool!r}: choose one of {', '.join(POOLS)}")
-        if not 1 <= self.concurrency <= 4:
-            raise ValueError(f"concurrency {self.concurrency} out of range 1..4")
-        if self.pool == "solo" and self.concurrency != 1:
-            raise ValueError("the solo pool runs one task at a time: concurrency must be 1")
+        check_pool(self.pool, PLAIN_POOLS)
+        check_concurrency(self.pool, self.concurrency)
         if self.reject_on_worker_lost and not self.acks_late:
             raise ValueError("reject_on_worker_lost only acts with acks_late (Celery ignores it)")
         if not self.acks_on_failure and not self.acks_late:
@@ -198,6 +219,150 @@ class DeliveryConfig:
     def label(self) -> str:
         tail = f"/{self.retry}" if self.retries else ""
         return f"{self.effect}/{self.broker}/{self.ack}/{self.pool}/c{self.concurrency}{tail}"
+
+
+# --- module-level state -------------------------------------------------------------------
+
+# Where ``value`` lives. Per process: a module global, or Django's LocMemCache (a dict in
+# the process: django/core/cache/backends/locmem.py ``_caches``). Shared: one server
+# every process talks to (Django's RedisCache, PyMemcacheCache, DatabaseCache).
+PER_PROCESS_STORES = ("module", "locmem")
+SHARED_STORES = ("redis", "memcached", "db-postgres")
+STORES = (*PER_PROCESS_STORES, *SHARED_STORES)
+# Stores whose set is a read then a write, so two racing sets can drop one silently:
+# Django's DatabaseCache ``_base_set`` (django/core/cache/backends/db.py, 5.2) runs
+# SELECT, then UPDATE or INSERT, in one transaction, and returns False on any
+# DatabaseError. Two first sets of a key both SELECT nothing; the second INSERT hits
+# the primary key and is dropped, though ``set()`` returned normally. Found by the
+# suite (read-your-writes on db-postgres/prefork/c2), then read in the source.
+RACY_SET_STORES = ("db-postgres",)
+
+IMPORT_VALUE = 0  # ``value = 0`` at module level: what every process starts with
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    """One worker serving a module-state scenario.
+
+    ``init_value``: a ``worker_process_init`` handler sets ``value`` to this in every new
+    pool child (prefork) or once in the main process (solo); None means no handler does.
+    ``parent_value``: the main worker process's copy when it forks its children (the
+    worker's start-up code may have written it after the import).
+    ``max_tasks_per_child`` only acts on prefork: the other pools have no children.
+    ``kills``: the scenarios may SIGKILL a task's process (a prefork child, which the pool
+    replaces; the whole worker on the other pools, which is restarted).
+    """
+
+    pool: Pool
+    concurrency: int
+    max_tasks_per_child: int | None = None
+    init_value: int | None = None
+    parent_value: int = IMPORT_VALUE
+    store: str = "module"
+    kills: bool = False
+
+    def __post_init__(self) -> None:
+        if self.store not in STORES:
+            raise ValueError(f"unknown store {self.store!r}: choose one of {', '.join(STORES)}")
+        check_pool(self.pool, POOLS)
+        check_concurrency(self.pool, self.concurrency)
+        if self.shared and (self.init_value is not None or self.parent_value != IMPORT_VALUE):
+            raise ValueError(
+                "init_value and parent_value set a module global; a shared store "
+                f"({self.store}) starts empty in every process"
+            )
+        if self.max_tasks_per_child is not None and self.max_tasks_per_child < 1:
+            # billiard/pool.py Pool.__init__: "maxtasksperchild must be a positive int or None"
+            raise ValueError(
+                f"max_tasks_per_child {self.max_tasks_per_child} must be a positive int or None"
+            )
+
+    @property
+    def shared(self) -> bool:
+        """One copy for every process (a cache server), not one per process."""
+        return self.store in SHARED_STORES
+
+    @property
+    def recycles(self) -> bool:
+        """Whether children are replaced after a fixed number of tasks."""
+        return self.pool == "prefork" and self.max_tasks_per_child is not None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "store": self.store, "pool": self.pool, "concurrency": self.concurrency,
+            "max_tasks_per_child": self.max_tasks_per_child, "init_value": self.init_value,
+            "kills": self.kills,
+        }  # fmt: skip
+
+    def label(self) -> str:
+        """``prefork/c2/mtpc1``; a store other than the module global leads:
+        ``redis/threads/c2``."""
+        store = "" if self.store == "module" else f"{self.store}/"
+        extra = ""
+        if self.max_tasks_per_child is not None:
+            extra += f"/mtpc{self.max_tasks_per_child}"
+        if self.init_value is not None:
+            extra += f"/init{self.init_value}"
+        if self.parent_value != IMPORT_VALUE:
+            extra += f"/parent{self.parent_value}"
+        if self.kills:
+            extra += "/kill"
+        return f"{store}{self.pool}/c{self.concurrency}{extra}"
+
+
+def parse_state_label(label: str) -> StateConfig:
+    """The config ``StateConfig.label()`` printed:
+    ``[store/]pool/cN[/mtpcK][/initV][/kill]``."""
+    parts = label.split("/")
+    store = parts.pop(0) if parts and parts[0] in STORES else "module"
+    if len(parts) < 2 or parts[0] not in POOLS or not re.fullmatch(r"c\d+", parts[1]):
+        raise ValueError(
+            f"a state config reads '[store/]pool/cN[/mtpcK][/initV][/kill]', got {label!r}"
+        )
+    pool: Pool = parts[0]
+    kw: dict[str, int] = {}
+    kills = parts[-1] == "kill" and len(parts) > 2
+    for extra in parts[2 : len(parts) - kills]:
+        m = re.fullmatch(r"(mtpc|init)(\d+)", extra)
+        if not m:
+            raise ValueError(f"unknown part {extra!r} of state config {label!r}")
+        kw["max_tasks_per_child" if m[1] == "mtpc" else "init_value"] = int(m[2])
+    return StateConfig(pool, int(parts[1][1:]), store=store, kills=kills, **kw)
+
+
+# --- publishing inside a transaction ---------------------------------------------------------
+
+# How the sender publishes the task for the row it wrote (model/publishing.py).
+Mode = Literal["in-transaction", "on-commit", "delay-on-commit"]
+MODES: tuple[Mode, ...] = ("in-transaction", "on-commit", "delay-on-commit")
+
+
+@dataclass(frozen=True)
+class PublishConfig:
+    mode: Mode
+    pool: Pool
+    concurrency: int
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"unknown publish mode {self.mode!r}: choose one of {MODES}")
+        if self.pool not in PLAIN_POOLS:  # this message lists the tuple itself
+            raise ValueError(f"unknown pool {self.pool!r}: choose one of {PLAIN_POOLS}")
+        if concurrency_error(self.pool, self.concurrency) is not None:
+            raise ValueError(f"concurrency {self.concurrency} does not fit pool {self.pool}")
+
+    def label(self) -> str:
+        return f"{self.mode}/{self.pool}/c{self.concurrency}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {"publish": self.mode, "pool": self.pool, "concurrency": self.concurrency}
+
+
+def parse_publish_label(label: str) -> PublishConfig:
+    m = re.fullmatch(r"([a-z-]+)/([a-z]+)/c(\d+)", label)
+    if not m or m[1] not in MODES or m[2] not in PLAIN_POOLS:
+        raise ValueError(f"a publish config reads '<{'|'.join(MODES)}>/pool/cN', got {label!r}")
+    return PublishConfig(m[1], m[2], int(m[3]))
 
 
 @dataclass(frozen=True)

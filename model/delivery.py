@@ -8,8 +8,9 @@ celery-semantics.md`` sections 1-5 (celery/worker/request.py ``on_failure``,
 ``on_accepted``; kombu/transport/redis.py ``QoS``; celery/app/trace.py), and the
 experiments recorded in the findings (``reports/findings.json``).
 
-Processes are named by role: ``w1`` is the first worker's main process, ``w1.c2`` its
-second pool child, ``w2`` the standby that took the queue over after ``w1`` died.
+Processes are named by role (model/processes.py): ``w1`` is the first worker's main
+process, ``w1.c2`` its second pool child, ``w2`` the standby that took the queue over
+after ``w1`` died.
 
 Redis keeps one unacked entry per *message*: a restored message keeps its delivery
 tag, so every delivery of it shares the entry, and any holder's ack removes it
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 
 from model import history as h
 from model.config import DeliveryConfig
+from model.processes import is_child, worker_of
 
 
 @dataclass(frozen=True)
@@ -80,15 +82,6 @@ class _Message:
 class _Task:
     states: list[str] = field(default_factory=list)  # the writes the model expects
     succeeded: bool = False
-
-
-def _worker(process: str) -> str:
-    """``w2`` for ``w2.c1`` or ``w2``."""
-    return process.split(".", 1)[0].rstrip("'")
-
-
-def _is_child(process: str) -> bool:
-    return ".c" in process
 
 
 class DeliveryModel:
@@ -203,12 +196,12 @@ class DeliveryModel:
         m = self.messages.get((e.task, e.level))
         waiting = [
             d for d in (m.deliveries if m else [])
-            if d.execution is None and d.worker == _worker(e.process)
+            if d.execution is None and d.worker == worker_of(e.process)
         ]  # fmt: skip
         if m is None or not waiting:
             self._flag(
                 i, e.task, "no execution", f"{e.execution} started",
-                f"{_worker(e.process)} holds no delivery of {e.task} (retries={e.level}) "
+                f"{worker_of(e.process)} holds no delivery of {e.task} (retries={e.level}) "
                 "it has not started",
             )  # fmt: skip
             return
@@ -248,7 +241,7 @@ class DeliveryModel:
             d.copy.entry = False
 
     def _killed(self, process: str) -> None:
-        main = not _is_child(process)
+        main = not is_child(process)
         for m in self.messages.values():
             for d in m.deliveries:
                 if main and d.worker == process and (d.running or d.execution is None):
@@ -287,7 +280,7 @@ class DeliveryModel:
             # Rejected with requeue, no state written. Redis pushes the message back
             # only if its unacked entry is still there: a visibility timeout that
             # already restored it leaves nothing to push (kombu/transport/redis.py
-            # ``QoS.restore_by_tag``; seen in a full-matrix run, 2026-11-21).
+            # ``QoS.restore_by_tag``).
             if c.broker == "amqp" or d.copy.entry:
                 d.copy.back += 1
         else:

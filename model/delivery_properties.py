@@ -15,6 +15,7 @@ from model import history as h
 from model.config import DeliveryConfig
 from model.delivery import check_delivery
 from model.invariants import Violation
+from model.verdict import Prediction
 
 # How a built-in effect behaves when it runs more than once for one order.
 #   idempotent:     one statement keyed by the order (ON CONFLICT on a unique key);
@@ -31,7 +32,6 @@ BUILTIN_EFFECTS: dict[str, EffectKind] = {
 }
 
 DeliveryMove = Literal["kill", "vt", "term"]
-Prediction = Literal["holds", "violated", "unknown"]
 
 
 def no_lost_message(events: Sequence[h.Event]) -> list[Violation]:
@@ -173,11 +173,11 @@ PROPERTIES: dict[str, DeliveryProperty] = {
 }
 
 
-def expected(config: DeliveryConfig, prop: str) -> Prediction:
-    """Does some scenario with the property's moves break it on ``config``?"""
+def _rule(config: DeliveryConfig, prop: str) -> tuple[Prediction, str]:
+    """Does some scenario with the property's moves break it on ``config``, and why."""
     c = config
     if prop == "delivery-model":
-        return "holds"
+        return "holds", "the model is the reference: any difference is a finding"
     if prop == "at-least-once":
         # Early ack: a run killed mid-task is acked already. acks_late alone: a lost
         # prefork child is acked with FAILURE; a dead main process's messages do come
@@ -185,63 +185,61 @@ def expected(config: DeliveryConfig, prop: str) -> Prediction:
         if not c.acks_late:
             # ...except on solo, where the early ack waits for the task to return and
             # a kill (of the one process) leaves the message unacked.
-            return "holds" if c.pool == "solo" else "violated"
-        lost_child_acked = c.pool == "prefork" and not c.reject_on_worker_lost
-        return "violated" if lost_child_acked else "holds"
+            if c.pool == "solo":
+                return "holds", (
+                    "solo: the early ack waits for the task to return; a killed run comes back"
+                )
+            return "violated", (
+                "early ack: the message is acked when the run starts; a kill loses it"
+            )
+        if c.pool == "prefork" and not c.reject_on_worker_lost:
+            return "violated", (
+                "acks_late without reject_on_worker_lost acks a message whose child died"
+            )
+        return "holds", "acks_late: a killed run's message is requeued or given back"
     if prop == "one-lineage":
         if not c.retries:
-            return "holds"  # nothing publishes a second message
+            return "holds", "no retries: one message per task"  # no second message
         # A retry is published before the run returns; if its message is then given
         # back (acks_late: a dead worker, a requeue, a visibility timeout; solo: the
         # early ack waits for the return too), the old message runs again next to it.
-        return "violated" if c.acks_late or c.pool == "solo" else "holds"
-    if prop == "exactly-one-invoice":
-        kind = BUILTIN_EFFECTS.get(c.effect)
-        if kind is None:
-            return "unknown"
-        late = c.acks_late or c.pool == "solo"  # solo acks early ones at return too
-        if kind == "idempotent" or not late:
-            # Early ack never runs a message twice (lost instead: see at-least-once).
-            return "holds"
-        if kind == "not-idempotent":
-            return "violated"  # a kill after the effect, before the ack, runs it again
-        # check-then-act breaks only when two runs overlap: on Redis, a visibility
-        # timeout that passes while the first still runs, with a free slot for the copy.
-        return "violated" if c.broker == "redis" and c.concurrency >= 2 else "holds"
-    raise KeyError(prop)
-
-
-def why(config: DeliveryConfig, prop: str) -> str:
-    c = config
-    pred = expected(c, prop)
-    if prop == "delivery-model":
-        return "the model is the reference: any difference is a finding"
-    if prop == "at-least-once":
-        if not c.acks_late and c.pool == "solo":
-            return "solo: the early ack waits for the task to return; a killed run comes back"
-        if not c.acks_late:
-            return "early ack: the message is acked when the run starts; a kill loses it"
-        if pred == "violated":
-            return "acks_late without reject_on_worker_lost acks a message whose child died"
-        return "acks_late: a killed run's message is requeued or given back"
-    if prop == "one-lineage":
-        if not c.retries:
-            return "no retries: one message per task"
-        if pred == "violated":
-            return (
+        if c.acks_late or c.pool == "solo":
+            return "violated", (
                 "the retry is published before the ack: a fault in between gives the old "
                 "message back while the retry runs (celery-semantics.md section 4)"
             )
-        return "early ack: the old message is acked before its retry is published"
-    kind = BUILTIN_EFFECTS.get(c.effect, "plug-in")
-    if pred == "unknown":
-        return "plug-in effect: the suite reports what it finds"
-    if kind == "idempotent":
-        return "idempotent effect: one row whatever runs"
-    if not c.acks_late and c.pool != "solo":
-        return "early ack runs each message at most once"
-    if kind == "not-idempotent":
-        return "acks_late runs a message again after a kill between its effect and its ack"
-    if pred == "violated":
-        return "Redis hands a running message out again when its visibility timeout passes"
-    return "runs of one message never overlap here, so check-then-insert sees the first row"
+        return "holds", "early ack: the old message is acked before its retry is published"
+    if prop == "exactly-one-invoice":
+        kind = BUILTIN_EFFECTS.get(c.effect)
+        if kind is None:
+            return "unknown", "plug-in effect: the suite reports what it finds"
+        if kind == "idempotent":
+            return "holds", "idempotent effect: one row whatever runs"
+        if not c.acks_late and c.pool != "solo":  # solo acks early ones at return too
+            # Early ack never runs a message twice (lost instead: see at-least-once).
+            return "holds", "early ack runs each message at most once"
+        if kind == "not-idempotent":
+            # A kill after the effect, before the ack, runs it again.
+            return "violated", (
+                "acks_late runs a message again after a kill between its effect and its ack"
+            )
+        # check-then-act breaks only when two runs overlap: on Redis, a visibility
+        # timeout that passes while the first still runs, with a free slot for the copy.
+        if c.broker == "redis" and c.concurrency >= 2:
+            return "violated", (
+                "Redis hands a running message out again when its visibility timeout passes"
+            )
+        return "holds", (
+            "runs of one message never overlap here, so check-then-insert sees the first row"
+        )
+    raise KeyError(prop)
+
+
+def expected(config: DeliveryConfig, prop: str) -> Prediction:
+    """Does some scenario with the property's moves break it on ``config``?"""
+    return _rule(config, prop)[0]
+
+
+def why(config: DeliveryConfig, prop: str) -> str:
+    """The one-line reason for ``expected(config, prop)``, for the findings report."""
+    return _rule(config, prop)[1]

@@ -4,13 +4,16 @@ Under controlled scheduling only one execution runs between two quiescent states
 the history is a total order. The harness appends events as it observes them; the model
 and the checkers read them. Names, not pids: a process is named by its role
 (``w1`` the main worker process, ``w1.c2`` pool child slot 2, a trailing ``'`` per
-respawn), an execution by its task (``t1``) and attempt (``t1#2`` for a second run).
+respawn, model/processes.py), an execution by its task (``t1``) and attempt (``t1#2``
+for a second run). Every area's events are here: locks and delivery, module state, and
+publishing inside a transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,9 @@ class Expired(Event):
 
 @dataclass(frozen=True)
 class Killed(Event):
-    """SIGKILL of a process; every execution running in it dies with it."""
+    """SIGKILL of a process; every execution running in it dies with it. Killing a main
+    worker process kills its prefork children too (``process_initializer`` sets
+    ``platforms.set_pdeathsig('SIGKILL')``): the module-state model ends them with it."""
 
     process: str
 
@@ -258,6 +263,124 @@ class FinalState(Event):
 
     task: str
     state: str
+
+
+# --- module state (model/state.py) ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StateEvent(Event):
+    """An operation on the module-level value (model/state.py)."""
+
+
+@dataclass(frozen=True)
+class Write(StateEvent):
+    """``task`` set ``value`` in ``process``'s copy."""
+
+    task: str
+    process: str
+    value: int
+
+
+@dataclass(frozen=True)
+class WriteBegin(StateEvent):
+    """``task`` is about to write (a ``Write`` or ``WriteBack`` follows when it is done).
+    Only a store whose set is not one atomic step (DatabaseCache) needs it."""
+
+    task: str
+    process: str
+
+
+@dataclass(frozen=True)
+class Read(StateEvent):
+    task: str
+    process: str
+    observed: int
+
+
+@dataclass(frozen=True)
+class ReadForUpdate(StateEvent):
+    """The read half of ``value += 1`` (the harness can park the task between the halves,
+    which is how a threads-pool lost update becomes expressible)."""
+
+    task: str
+    process: str
+    observed: int
+
+
+@dataclass(frozen=True)
+class WriteBack(StateEvent):
+    """The write half of ``value += 1``: ``value`` is what the task wrote (observed + 1)."""
+
+    task: str
+    process: str
+    value: int
+
+
+@dataclass(frozen=True)
+class ChildReplaced(StateEvent):
+    """The pool forked ``new`` from the main worker process in place of ``old`` (old exited
+    after max_tasks_per_child, or died). ``old`` is gone from here on."""
+
+    old: str
+    new: str
+
+
+StateOp = Write | Read | ReadForUpdate | WriteBack
+READS = (Read, ReadForUpdate)
+WRITES = (Write, WriteBack)
+
+
+def observed(kind: str, task: str, process: str, data: dict[str, Any]) -> StateOp | WriteBegin:
+    """The event for a task's report (tasks/state.py): ``read``, ``write``, ``rfu``
+    (the read of an increment) or ``wb`` (its write-back)."""
+    if kind == "writing":
+        return WriteBegin(task, process)
+    if kind == "read":
+        return Read(task, process, int(data["observed"]))
+    if kind == "rfu":
+        return ReadForUpdate(task, process, int(data["observed"]))
+    if kind == "write":
+        return Write(task, process, int(data["value"]))
+    if kind == "wb":
+        return WriteBack(task, process, int(data["value"]))
+    raise ValueError(f"unknown state report {kind!r}")
+
+
+# --- publishing inside a transaction (model/publishing.py) -----------------------------------
+
+
+@dataclass(frozen=True)
+class Inserted(Event):
+    """The sender INSERTed ``task``'s row inside its open transaction."""
+
+    task: str
+
+
+@dataclass(frozen=True)
+class Published(Event):
+    """``task``'s message is being sent to the broker (Celery's ``before_task_publish``:
+    recorded before any worker can receive it)."""
+
+    task: str
+
+
+@dataclass(frozen=True)
+class Committed(Event):
+    pass
+
+
+@dataclass(frozen=True)
+class RolledBack(Event):
+    pass
+
+
+@dataclass(frozen=True)
+class Looked(Event):
+    """The task's SELECT for its row returned (``found`` or not)."""
+
+    execution: str
+    found: bool
 
 
 @dataclass

@@ -3,7 +3,7 @@
 Each checker looks at the recorded events alone (no lock semantics) and returns the
 places where the system did something unsafe. They apply to built-in and plug-in locks
 alike; whether a violation is a finding or a test failure is decided by
-``model.expectations``.
+``model.lock_properties``.
 
 The critical section of the invoice task is the span between a successful
 ``AcquireEnd`` and the execution's ``ReleaseBegin``; a lease is the right to be there,
@@ -31,6 +31,7 @@ from model.history import (
     Restarted,
     Started,
 )
+from model.processes import worker_of
 
 
 @dataclass(frozen=True)
@@ -45,11 +46,6 @@ class Violation:
 
 
 # --- who runs where, who is dead ---------------------------------------------------------
-
-
-def worker_of(process: str) -> str:
-    """``w1.c2'`` -> ``w1``: process names are roles (model/history.py)."""
-    return process.split(".", 1)[0].rstrip("'")
 
 
 class Executions:

@@ -221,9 +221,9 @@ class LockModel:
         """DatabaseCache.add over an expired row runs ``UPDATE ... WHERE cache_key = %s``
         and returns True whatever the row count (db.py ``_base_set``). If another
         execution's release DELETEd the row between this add's SELECT and its UPDATE,
-        the add "acquires" and stores nothing: the key stays free. Seen in a ci run
-        (2026-11-21, cookbook-db-postgres/prefork/c2): t4 SELECTed an expired row, t5
-        took and released it, t4's UPDATE matched no row, and t6's INSERT acquired too."""
+        the add "acquires" and stores nothing: the key stays free. On
+        cookbook-db-postgres/prefork/c2: t4 SELECTs an expired row, t5 takes and releases
+        it, t4's UPDATE matches no row, and t6's INSERT acquires too."""
         # PostgreSQL only: under READ COMMITTED the parked add holds no lock after its
         # SELECT. SQLite's deferred transaction keeps a SHARED lock, so the other's
         # commit cannot go through in between (not seen there; a run would say).

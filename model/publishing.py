@@ -21,93 +21,24 @@ row up. Three ways to send it:
 
 The model replays a history and says, for each look-up, whether the row may be found
 (exactly when the commit came before the SELECT), and, for each publish, whether it
-may happen then. It imports nothing of the suite but the event base class.
+may happen then, and predicts the one property, ``task-finds-its-row``. Its config is
+model/config.py ``PublishConfig``, its events model/history.py's publishing section.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
-from model.history import Event, Started
+from model.config import Mode, PublishConfig
+from model.history import Committed, Event, Inserted, Looked, Published, RolledBack, Started
 from model.invariants import Violation
-
-Mode = Literal["in-transaction", "on-commit", "delay-on-commit"]
-MODES: tuple[Mode, ...] = ("in-transaction", "on-commit", "delay-on-commit")
-PublishPool = Literal["prefork", "threads", "solo"]
-POOLS: tuple[PublishPool, ...] = ("prefork", "threads", "solo")
-Prediction = Literal["holds", "violated"]
+from model.verdict import Prediction
 
 PROPERTY = "task-finds-its-row"
 PROPERTIES = {
     PROPERTY: "a task sent for a row the sender just wrote finds that row when it runs",
 }
-
-
-@dataclass(frozen=True)
-class PublishConfig:
-    mode: Mode
-    pool: PublishPool
-    concurrency: int
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"unknown publish mode {self.mode!r}: choose one of {MODES}")
-        if self.pool not in POOLS:
-            raise ValueError(f"unknown pool {self.pool!r}: choose one of {POOLS}")
-        if not 1 <= self.concurrency <= 4 or (self.pool == "solo" and self.concurrency != 1):
-            raise ValueError(f"concurrency {self.concurrency} does not fit pool {self.pool}")
-
-    def label(self) -> str:
-        return f"{self.mode}/{self.pool}/c{self.concurrency}"
-
-    def as_dict(self) -> dict[str, object]:
-        return {"publish": self.mode, "pool": self.pool, "concurrency": self.concurrency}
-
-
-def parse_label(label: str) -> PublishConfig:
-    m = re.fullmatch(r"([a-z-]+)/([a-z]+)/c(\d+)", label)
-    if not m or m[1] not in MODES or m[2] not in POOLS:
-        raise ValueError(f"a publish config reads '<{'|'.join(MODES)}>/pool/cN', got {label!r}")
-    return PublishConfig(m[1], m[2], int(m[3]))
-
-
-# --- events ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Inserted(Event):
-    """The sender INSERTed ``task``'s row inside its open transaction."""
-
-    task: str
-
-
-@dataclass(frozen=True)
-class Published(Event):
-    """``task``'s message is being sent to the broker (Celery's ``before_task_publish``:
-    recorded before any worker can receive it)."""
-
-    task: str
-
-
-@dataclass(frozen=True)
-class Committed(Event):
-    pass
-
-
-@dataclass(frozen=True)
-class RolledBack(Event):
-    pass
-
-
-@dataclass(frozen=True)
-class Looked(Event):
-    """The task's SELECT for its row returned (``found`` or not)."""
-
-    execution: str
-    found: bool
 
 
 # --- the model ------------------------------------------------------------------------------
@@ -208,26 +139,30 @@ def violations(events: Sequence[Event]) -> list[Violation]:
     ]
 
 
-def expected_verdict(config: PublishConfig) -> Prediction:
-    """in-transaction and delay-on-commit (transaction not on ``default``): violated on
-    every pool (one task suffices: it runs before the commit, or after a rollback);
-    on-commit with ``using``: holds."""
-    return "violated" if publishes_at_once(config.mode) else "holds"
-
-
-def why(config: PublishConfig) -> str:
+def _rule(config: PublishConfig) -> tuple[Prediction, str]:
     if config.mode == "in-transaction":
-        return (
+        return "violated", (
             "apply_async inside atomic() publishes at once: the worker may SELECT before "
             "the commit (READ COMMITTED hides the row) or after a rollback"
         )
     if config.mode == "delay-on-commit":
-        return (
+        return "violated", (
             "DjangoTask.apply_async_on_commit registers on_commit on the default database "
             "(celery/contrib/django/task.py, no using=); the transaction is on another "
             "one, so Django sends at once"
         )
-    return (
+    return "holds", (
         "on_commit(using=the transaction's database) sends only after the commit and "
         "never after a rollback (django/db/transaction.py)"
     )
+
+
+def expected_verdict(config: PublishConfig) -> Prediction:
+    """in-transaction and delay-on-commit (transaction not on ``default``): violated on
+    every pool (one task suffices: it runs before the commit, or after a rollback);
+    on-commit with ``using``: holds."""
+    return _rule(config)[0]
+
+
+def why(config: PublishConfig) -> str:
+    return _rule(config)[1]

@@ -18,10 +18,9 @@ from hypothesis import strategies as st
 from harness import eager
 from harness.cluster import Cluster
 from harness.staterun import OPS
-from model import expectations
 from model import history as h
-from model import module_state as ms
-from model.config import EagerConfig
+from model import lock_properties, state_properties
+from model.config import EagerConfig, StateConfig
 from model.verdict import Prediction
 from properties import matrix, profiles
 from properties.engine import Area, Found, described, judge, plain
@@ -67,7 +66,7 @@ class EagerArea(Area[EagerConfig]):
     digest = "state|"
     line = StateScenario
     config_type = EagerConfig
-    properties = (*ms.PROPERTIES, "mutual-exclusion")
+    properties = (*state_properties.PROPERTIES, "mutual-exclusion")
 
     def runner(self, cluster: Cluster, config: EagerConfig, prop: str) -> _Eager:
         return _Eager(config, prop)
@@ -83,13 +82,13 @@ class EagerArea(Area[EagerConfig]):
         return run_eagerly(prop, config, moves)
 
     def predict(self, config: EagerConfig, prop: str) -> tuple[Prediction, str]:
-        return "holds", LOCK_WHY if config.kind == "lock" else ms.eager_why(prop)
+        return "holds", LOCK_WHY if config.kind == "lock" else state_properties.eager_why(prop)
 
     def violations(self, config: EagerConfig, prop: str, events: Sequence[h.Event]) -> Found:
         if config.kind == "lock":
-            return plain(expectations.PROPERTIES[prop].check(events))
-        store = ms.StateConfig("solo", 1, store=config.target)
-        return described(ms.violations(store, prop, events))
+            return plain(lock_properties.PROPERTIES[prop].check(events))
+        store = StateConfig("solo", 1, store=config.target)
+        return described(state_properties.violations(store, prop, events))
 
     def examples(self, config: EagerConfig) -> dict[str, int]:
         return profiles.STATE_EXAMPLES

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from harness.cluster import Cluster
 from harness.lockrun import LockRun, LockRunner
-from model import expectations
 from model import history as h
+from model import lock_properties
 from model.config import LockConfig
 from model.locks import check_lock_model
 from model.verdict import Prediction
@@ -33,11 +33,11 @@ class LockArea(Area[LockConfig]):
     digest = ""
     line = Scenario
     config_type = LockConfig
-    properties = tuple(expectations.PROPERTIES)
+    properties = tuple(lock_properties.PROPERTIES)
     tasks = st.integers(min_value=2, max_value=10)
 
     def runner(self, cluster: Cluster, config: LockConfig, prop: str) -> LockRunner:
-        return LockRunner(cluster, config, frozenset(expectations.PROPERTIES[prop].moves))
+        return LockRunner(cluster, config, frozenset(lock_properties.PROPERTIES[prop].moves))
 
     def attacks(self, runner: Any, config: LockConfig, prop: str) -> Iterator[tuple[str, LockRun]]:
         return attacks.play(runner, prop)
@@ -65,7 +65,7 @@ class LockArea(Area[LockConfig]):
         return judge(self, sc.prop, sc.config, run) or failure
 
     def predict(self, config: LockConfig, prop: str) -> tuple[Prediction, str]:
-        return expectations.expected(config, prop), expectations.why(config, prop)
+        return lock_properties.expected(config, prop), lock_properties.why(config, prop)
 
     def mismatches(self, config: LockConfig, events: Sequence[h.Event]) -> Found:
         if config.semantics is None:  # a plug-in has no model
@@ -77,7 +77,7 @@ class LockArea(Area[LockConfig]):
         ]  # fmt: skip
 
     def violations(self, config: LockConfig, prop: str, events: Sequence[h.Event]) -> Found:
-        return plain(expectations.PROPERTIES[prop].check(events))
+        return plain(lock_properties.PROPERTIES[prop].check(events))
 
     def examples(self, config: LockConfig) -> dict[str, int]:
         return profiles.LOCK_EXAMPLES

@@ -8,10 +8,16 @@ processes, several threads).
 
 from __future__ import annotations
 
-from model.config import BUILTIN_LOCKS, DeliveryConfig, EagerConfig, LockConfig, Pool
+from model.config import (
+    BUILTIN_LOCKS,
+    DeliveryConfig,
+    EagerConfig,
+    LockConfig,
+    Pool,
+    PublishConfig,
+    StateConfig,
+)
 from model.delivery_properties import BUILTIN_EFFECTS
-from model.module_state import StateConfig, StatePool
-from model.publishing import PublishConfig
 
 SHAPES_FULL: list[tuple[Pool, int]] = [
     *(("prefork", c) for c in (1, 2, 3, 4)),
@@ -141,13 +147,14 @@ def state_cases(matrix: str) -> list[tuple[str, StateConfig]]:
     model says it breaks and where it holds, on the module global, LocMemCache and
     every shared store, the module global on gevent/2, and kills on prefork/1,
     threads/2 and Redis."""
-    from model.module_state import PROPERTIES, STORES
+    from model.config import STORES
+    from model.state_properties import PROPERTIES
 
     if matrix == "full":
         # gevent/1 is left out: one greenlet holds the consumer's Redis prefetch window
         # full, so every task waits ~2 s to be fetched (the gevent pool's synloop polls
         # with drain_events(timeout=2.0)); gevent/2 shows both sides of the race.
-        shapes: list[tuple[StatePool, int]] = [*SHAPES_FULL, ("gevent", 2)]
+        shapes: list[tuple[Pool, int]] = [*SHAPES_FULL, ("gevent", 2)]
         cases = [
             (p, StateConfig(pool, c, store=store))
             for store in STORES for pool, c in shapes for p in PROPERTIES
@@ -158,14 +165,14 @@ def state_cases(matrix: str) -> list[tuple[str, StateConfig]]:
         ]  # fmt: skip
         # Kills: a replacement child or a restarted worker starts from the main
         # process's copy (the module global) or finds the shared store untouched.
-        killable: list[tuple[StatePool, int]] = [
+        killable: list[tuple[Pool, int]] = [
             ("prefork", 1), ("prefork", 2), ("threads", 2), ("solo", 1),
         ]  # fmt: skip
         cases += [
             (p, StateConfig(pool, c, store=store, kills=True))
             for store in ("module", "redis") for pool, c in killable for p in PROPERTIES
         ]  # fmt: skip
-        init7: list[tuple[StatePool, int]] = [("solo", 1), ("gevent", 2)]
+        init7: list[tuple[Pool, int]] = [("solo", 1), ("gevent", 2)]
         cases += [
             ("read-your-writes-across-tasks", StateConfig(pool, c, init_value=7))
             for pool, c in init7
@@ -212,7 +219,8 @@ def state_cases(matrix: str) -> list[tuple[str, StateConfig]]:
 def eager_cases(matrix: str) -> list[tuple[str, EagerConfig]]:
     """Eager twins of the worker rows that break: the per-process stores for every
     state property, and the LocMemCache cookbook lock."""
-    from model.module_state import PER_PROCESS_STORES, PROPERTIES
+    from model.config import PER_PROCESS_STORES
+    from model.state_properties import PROPERTIES
 
     cases = [(p, EagerConfig("state", store)) for store in PER_PROCESS_STORES for p in PROPERTIES]
     return [*cases, ("mutual-exclusion", EagerConfig("lock", "cookbook-locmem"))]
@@ -221,9 +229,9 @@ def eager_cases(matrix: str) -> list[tuple[str, EagerConfig]]:
 def publish_cases(matrix: str) -> list[PublishConfig]:
     """Configs of ``task-finds-its-row``. ``ci``: each way of sending on prefork/2;
     ``full``: each on every pool shape."""
-    from model.publishing import MODES, PublishPool
+    from model.config import MODES
 
-    shapes: list[tuple[PublishPool, int]] = [("prefork", 2)]
+    shapes: list[tuple[Pool, int]] = [("prefork", 2)]
     if matrix == "full":
         shapes += [("prefork", 1), ("threads", 2), ("solo", 1)]
     return [PublishConfig(mode, pool, c) for pool, c in shapes for mode in MODES]

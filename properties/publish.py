@@ -16,39 +16,40 @@ from harness.cluster import Cluster
 from harness.publishrun import PublishRunner
 from model import history as h
 from model import publishing as pub
+from model.config import PublishConfig
 from model.verdict import Prediction
 from properties import matrix, profiles
 from properties.engine import Area, Found, described
 from properties.scenario import StateScenario
 
 
-class PublishArea(Area[pub.PublishConfig]):
+class PublishArea(Area[PublishConfig]):
     name = "publish"
     digest = "state|"
     line = StateScenario
-    config_type = pub.PublishConfig
+    config_type = PublishConfig
     properties = (pub.PROPERTY,)
     tasks = st.integers(min_value=1, max_value=2)
 
-    def runner(self, cluster: Cluster, config: pub.PublishConfig, prop: str) -> PublishRunner:
+    def runner(self, cluster: Cluster, config: PublishConfig, prop: str) -> PublishRunner:
         return PublishRunner(cluster, config)
 
-    def predict(self, config: pub.PublishConfig, prop: str) -> tuple[Prediction, str]:
+    def predict(self, config: PublishConfig, prop: str) -> tuple[Prediction, str]:
         return pub.expected_verdict(config), pub.why(config)
 
-    def mismatches(self, config: pub.PublishConfig, events: Sequence[h.Event]) -> Found:
+    def mismatches(self, config: PublishConfig, events: Sequence[h.Event]) -> Found:
         return described(pub.mismatches(config, events))
 
-    def violations(self, config: pub.PublishConfig, prop: str, events: Sequence[h.Event]) -> Found:
+    def violations(self, config: PublishConfig, prop: str, events: Sequence[h.Event]) -> Found:
         return described(pub.violations(events))
 
-    def examples(self, config: pub.PublishConfig) -> dict[str, int]:
+    def examples(self, config: PublishConfig) -> dict[str, int]:
         return profiles.STATE_EXAMPLES
 
-    def cases(self, matrix_: str, options: Any) -> list[tuple[str, pub.PublishConfig]]:
+    def cases(self, matrix_: str, options: Any) -> list[tuple[str, PublishConfig]]:
         return [(pub.PROPERTY, c) for c in matrix.publish_cases(matrix_)]
 
-    def case_id(self, prop: str, config: pub.PublishConfig) -> str:
+    def case_id(self, prop: str, config: PublishConfig) -> str:
         return config.label()
 
 

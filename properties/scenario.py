@@ -13,10 +13,18 @@ import shlex
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from model import expectations
-from model import module_state as ms
-from model import publishing as pub
-from model.config import Broker, DeliveryConfig, EagerConfig, LockConfig, Pool
+from model import lock_properties
+from model.config import (
+    Broker,
+    DeliveryConfig,
+    EagerConfig,
+    LockConfig,
+    Pool,
+    PublishConfig,
+    StateConfig,
+    parse_publish_label,
+    parse_state_label,
+)
 
 C = TypeVar("C")
 
@@ -103,7 +111,7 @@ class DeliveryScenario(Line[DeliveryConfig]):
         return cls(m["prop"], config, int(m["n"]), split_moves(m["moves"]))
 
 
-StateConfig = ms.StateConfig | EagerConfig | pub.PublishConfig
+StateLine = StateConfig | EagerConfig | PublishConfig
 
 _STATE = re.compile(
     r"(?P<prop>\S+) (?P<mode>state|eager|publish) (?P<label>\S+) tasks=(?P<n>\d+):(?P<m>.*)"
@@ -111,7 +119,7 @@ _STATE = re.compile(
 
 
 @dataclass(frozen=True)
-class StateScenario(Line[StateConfig]):
+class StateScenario(Line[StateLine]):
     """``read-your-writes-across-tasks state prefork/c2 tasks=2: submit write; ...``; the
     eager form has ``eager`` and a store or lock in place of ``state`` and a config; the
     publishing form ``task-finds-its-row publish in-transaction/prefork/c2 tasks=1: ...``."""
@@ -122,7 +130,7 @@ class StateScenario(Line[StateConfig]):
             ("eager", c.target)
             if isinstance(c, EagerConfig)
             else ("publish", c.label())
-            if isinstance(c, pub.PublishConfig)
+            if isinstance(c, PublishConfig)
             else ("state", c.label())
         )
         return f"{self.prop} {mode} {label}"
@@ -136,12 +144,12 @@ class StateScenario(Line[StateConfig]):
                 "or '<property> eager|publish <store, lock or config> tasks=<n>: ...', "
                 f"got {text!r}"
             )
-        config: StateConfig
+        config: StateLine
         if m["mode"] == "state":
-            config = ms.parse_label(m["label"])
+            config = parse_state_label(m["label"])
         elif m["mode"] == "publish":
-            config = pub.parse_label(m["label"])
-        elif m["prop"] in expectations.PROPERTIES:
+            config = parse_publish_label(m["label"])
+        elif m["prop"] in lock_properties.PROPERTIES:
             config = EagerConfig("lock", m["label"])
         else:
             config = EagerConfig("state", m["label"])

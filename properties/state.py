@@ -2,7 +2,7 @@
 
 Hypothesis draws the number of tasks and every move (which operation each task
 does, which task runs next, where a process is killed). Each run is checked against
-the model first (every read must return what model/module_state.py allows: a
+the model first (every read must return what model/state.py allows: a
 difference is a *model mismatch*), then against the property's invariant. When the
 search finds nothing, the ``Lockstep`` shape runs.
 """
@@ -18,7 +18,8 @@ from harness.cluster import Cluster
 from harness.controller import natural
 from harness.staterun import OPS, StateRun, StateRunner
 from model import history as h
-from model import module_state as ms
+from model import state, state_properties
+from model.config import StateConfig
 from model.verdict import Prediction
 from properties import matrix, profiles
 from properties.engine import Area, Found, described
@@ -56,19 +57,19 @@ class Lockstep:
         return sorted((m for m in enabled if m.startswith("step ")), key=lambda m: natural(m[5:]))
 
 
-class StateArea(Area[ms.StateConfig]):
+class StateArea(Area[StateConfig]):
     name = "state"
     digest = "state|"
     line = StateScenario
-    config_type = ms.StateConfig
-    properties = tuple(ms.PROPERTIES)
+    config_type = StateConfig
+    properties = tuple(state_properties.PROPERTIES)
     tasks = st.integers(min_value=1, max_value=4)
 
-    def runner(self, cluster: Cluster, config: ms.StateConfig, prop: str) -> StateRunner:
+    def runner(self, cluster: Cluster, config: StateConfig, prop: str) -> StateRunner:
         return StateRunner(cluster, config, prop)
 
     def attacks(
-        self, runner: Any, config: ms.StateConfig, prop: str
+        self, runner: Any, config: StateConfig, prop: str
     ) -> Iterator[tuple[str, StateRun]]:
         shape = Lockstep(OPS[prop])
         yield "lockstep", runner.run(shape.tasks, shape)
@@ -76,19 +77,19 @@ class StateArea(Area[ms.StateConfig]):
     def passed_note(self, attacks: int) -> list[str]:
         return ["the lockstep attack passed too"]
 
-    def predict(self, config: ms.StateConfig, prop: str) -> tuple[Prediction, str]:
-        return ms.expected_verdict(config, prop), ms.why(config, prop)
+    def predict(self, config: StateConfig, prop: str) -> tuple[Prediction, str]:
+        return state_properties.expected_verdict(config, prop), state_properties.why(config, prop)
 
-    def mismatches(self, config: ms.StateConfig, events: Sequence[h.Event]) -> Found:
-        return described(ms.mismatches(config, events))
+    def mismatches(self, config: StateConfig, events: Sequence[h.Event]) -> Found:
+        return described(state.mismatches(config, events))
 
-    def violations(self, config: ms.StateConfig, prop: str, events: Sequence[h.Event]) -> Found:
-        return described(ms.violations(config, prop, events))
+    def violations(self, config: StateConfig, prop: str, events: Sequence[h.Event]) -> Found:
+        return described(state_properties.violations(config, prop, events))
 
-    def examples(self, config: ms.StateConfig) -> dict[str, int]:
+    def examples(self, config: StateConfig) -> dict[str, int]:
         return profiles.STATE_KILL_EXAMPLES if config.kills else profiles.STATE_EXAMPLES
 
-    def cases(self, matrix_: str, options: Any) -> list[tuple[str, ms.StateConfig]]:
+    def cases(self, matrix_: str, options: Any) -> list[tuple[str, StateConfig]]:
         return matrix.state_cases(matrix_)
 
 

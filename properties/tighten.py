@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from harness.cluster import Cluster
 from harness.lockrun import LockRun, LockRunner
-from model import expectations
+from model import lock_properties
 from properties.schedule import lenient
 
 Judge = Callable[[LockRun], object | None]
@@ -50,7 +50,7 @@ def tighten(
     budget: int = 60,
 ) -> LockRun:
     """The smallest run found within ``budget`` replays that still fails."""
-    runner = LockRunner(cluster, run.config, frozenset(expectations.PROPERTIES[prop].moves))
+    runner = LockRunner(cluster, run.config, frozenset(lock_properties.PROPERTIES[prop].moves))
     best = run
     spent = 0
 

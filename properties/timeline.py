@@ -6,8 +6,6 @@ import re
 from collections.abc import Iterable, Sequence
 
 from model import history as h
-from model import module_state as ms
-from model import publishing as pub
 
 
 def _line(e: h.Event, where: dict[str, str]) -> tuple[str, str]:
@@ -78,29 +76,27 @@ def _line(e: h.Event, where: dict[str, str]) -> tuple[str, str]:
             return "-", f"final state of {t}: {s}"
         case h.Shutdown(worker=w, kind=k):
             return "-", f"{k.upper()} SHUTDOWN of {w}"
-        case ms.Read(task=x, observed=v):
+        case h.Read(task=x, observed=v):
             return x, f"reads value = {v}"
-        case ms.ReadForUpdate(task=x, observed=v):
+        case h.ReadForUpdate(task=x, observed=v):
             return x, f"reads value = {v} (to add 1)"
-        case ms.WriteBegin(task=x):
+        case h.WriteBegin(task=x):
             return x, "write begins"
-        case ms.Write(task=x, value=v):
+        case h.Write(task=x, value=v):
             return x, f"writes value = {v}"
-        case ms.WriteBack(task=x, value=v):
+        case h.WriteBack(task=x, value=v):
             return x, f"writes back value = {v}"
-        case pub.Inserted(task=t):
+        case h.Inserted(task=t):
             return "-", f"app: INSERT {t}'s row (transaction open)"
-        case pub.Published(task=t):
+        case h.Published(task=t):
             return "-", f"app: {t} published"
-        case pub.Committed():
+        case h.Committed():
             return "-", "app: COMMIT"
-        case pub.RolledBack():
+        case h.RolledBack():
             return "-", "app: ROLLBACK"
-        case pub.Looked(execution=x, found=f):
+        case h.Looked(execution=x, found=f):
             return x, "looks up its row -> " + ("found" if f else "NOT FOUND")
-        case ms.Killed(process=p):
-            return "-", f"KILL {p} (SIGKILL)"
-        case ms.ChildReplaced(old=o, new=n):
+        case h.ChildReplaced(old=o, new=n):
             return "-", f"{n} forked in place of {o} (fresh copy of the main process)"
     return "-", e.describe()
 

@@ -19,7 +19,6 @@ from model.invariants import (
     mutual_exclusion,
     no_orphaned_lock,
     outlived_lease,
-    worker_of,
 )
 from tests.cover.histories import hist
 
@@ -28,16 +27,6 @@ THREE = TWO + "start t3 w1.c3;"
 
 
 # --- helpers ----------------------------------------------------------------------------
-
-
-def test_worker_of_strips_child_and_respawn_marks() -> None:
-    assert [worker_of(p) for p in ("w1", "w1.c2", "w1.c2'", "w2'", "w10.c1''")] == [
-        "w1",
-        "w1",
-        "w1",
-        "w2",
-        "w10",
-    ]
 
 
 def test_executions_kill_only_their_process() -> None:

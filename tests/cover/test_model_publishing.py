@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from model.history import Event, Started, Submitted
-from model.publishing import (
+from model.config import PublishConfig, parse_publish_label
+from model.history import (
     Committed,
+    Event,
     Inserted,
     Looked,
-    PublishConfig,
     Published,
     RolledBack,
-    expected_verdict,
-    mismatches,
-    parse_label,
-    violations,
+    Started,
+    Submitted,
 )
+from model.publishing import expected_verdict, mismatches, violations
 
 IN_TX = PublishConfig("in-transaction", "prefork", 2)
 ON_COMMIT = PublishConfig("on-commit", "prefork", 2)
@@ -108,8 +107,8 @@ def test_predictions() -> None:
 
 def test_labels_round_trip_and_bad_ones_name_the_choices() -> None:
     for c in (IN_TX, ON_COMMIT, DELAY, PublishConfig("on-commit", "solo", 1)):
-        assert parse_label(c.label()) == c
+        assert parse_publish_label(c.label()) == c
     with pytest.raises(ValueError, match="in-transaction"):
-        parse_label("sometimes/prefork/c2")
+        parse_publish_label("sometimes/prefork/c2")
     with pytest.raises(ValueError, match="concurrency"):
         PublishConfig("on-commit", "solo", 2)

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from model.module_state import (
-    PROPERTIES,
-    STORES,
+from model.config import STORES, StateConfig, parse_state_label
+from model.history import (
     Killed,
     Read,
     ReadForUpdate,
-    StateConfig,
     Write,
     WriteBack,
     WriteBegin,
-    expected_verdict,
-    mismatches,
     observed,
-    parse_label,
-    violations,
 )
+from model.state import mismatches
+from model.state_properties import PROPERTIES, expected_verdict, violations
 
 REDIS2 = StateConfig("prefork", 2, store="redis")
 DB2 = StateConfig("prefork", 2, store="db-postgres")
@@ -79,7 +75,7 @@ def test_every_label_reads_back(store: str) -> None:
         configs.append(StateConfig("prefork", 2, max_tasks_per_child=1, init_value=5))
         configs.append(StateConfig("prefork", 1, max_tasks_per_child=2, kills=True))
     for config in configs:
-        assert parse_label(config.label()) == config
+        assert parse_state_label(config.label()) == config
 
 
 @pytest.mark.parametrize(
@@ -87,7 +83,7 @@ def test_every_label_reads_back(store: str) -> None:
 )
 def test_a_bad_label_is_one_clear_error(label: str) -> None:
     with pytest.raises(ValueError, match="state config"):
-        parse_label(label)
+        parse_state_label(label)
 
 
 def test_a_config_with_kills_predicts_as_kills_do() -> None:

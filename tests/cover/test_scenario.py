@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from model.config import BUILTIN_LOCKS, LockConfig
-from model.expectations import PROPERTIES
+from model.lock_properties import PROPERTIES
 from properties.scenario import Line, Scenario
 
 moves = st.lists(

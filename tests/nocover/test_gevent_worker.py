@@ -17,7 +17,6 @@ import pytest
 from harness.cluster import Cluster
 from harness.workers import WorkerSpec
 from model import history as h
-from model import module_state as ms
 from properties.scenario import StateScenario
 from properties.state import AREA
 
@@ -66,4 +65,4 @@ def test_no_worker_process_init_on_gevent(cluster: Cluster) -> None:
     )
     run, failure = AREA.replay(cluster, StateScenario.decode(line))
     assert failure is None, failure.report()
-    assert [e.observed for e in run.history.events if isinstance(e, ms.Read)] == [0]
+    assert [e.observed for e in run.history.events if isinstance(e, h.Read)] == [0]

@@ -1,5 +1,6 @@
-"""The module-state model (model/module_state.py): unit tests, and Hypothesis tests that
-check it against a tiny independent simulation (a dict of process -> value)."""
+"""The module-state model (model/state.py, model/state_properties.py): unit tests, and
+Hypothesis tests that check it against a tiny independent simulation (a dict of
+process -> value)."""
 
 from __future__ import annotations
 
@@ -10,33 +11,27 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model.module_state import (
-    APP,
-    PROPERTIES,
-    STATE_POOLS,
+from model.config import POOLS, Pool, StateConfig
+from model.history import (
     ChildReplaced,
-    HistoryError,
     Killed,
     Read,
     ReadForUpdate,
-    StateConfig,
-    StatePool,
-    Verdict,
-    Violation,
     Write,
     WriteBack,
-    allowed_reads,
-    child_after,
+)
+from model.invariants import Violation
+from model.processes import APP
+from model.state import HistoryError, ReadVerdict, allowed_reads, child_after, mismatches
+from model.state_properties import (
+    PROPERTIES,
     eager_verdict,
     eager_why,
     expected_verdict,
     lost_updates,
-    mismatches,
     read_your_writes,
-    role_of,
     sender_sees_task_writes,
     why,
-    worker_of,
 )
 
 PREFORK2 = StateConfig("prefork", 2)
@@ -179,7 +174,7 @@ class Sim:
 
 
 @st.composite
-def configs(draw: st.DrawFn, pools: tuple[StatePool, ...] = STATE_POOLS) -> StateConfig:
+def configs(draw: st.DrawFn, pools: tuple[Pool, ...] = POOLS) -> StateConfig:
     pool = draw(st.sampled_from(pools))
     return StateConfig(
         pool,
@@ -335,7 +330,7 @@ def demonstrate(config: StateConfig, prop: str, kills: bool) -> Sim:
 
 def all_configs() -> list[StateConfig]:
     out = []
-    for pool, n, mtpc, init in itertools.product(STATE_POOLS, (1, 2, 4), (None, 1, 2), (None, 7)):
+    for pool, n, mtpc, init in itertools.product(POOLS, (1, 2, 4), (None, 1, 2), (None, 7)):
         if pool != "solo" or n == 1:
             out.append(StateConfig(pool, n, mtpc, init))
     return out
@@ -536,20 +531,6 @@ def test_child_after() -> None:
         child_after(mtpc2, -1)
 
 
-def test_names() -> None:
-    assert [role_of(p) for p in ("app", "w1", "w2'", "w1.c3", "w1.c1''")] == [
-        "app",
-        "main",
-        "main",
-        "child",
-        "child",
-    ]
-    assert [worker_of(p) for p in ("w1", "w1.c2'", "w3'")] == ["w1", "w1", "w3"]
-    for bad in ("c1", "w1.x", "App", ""):
-        with pytest.raises(ValueError, match="unknown process name"):
-            role_of(bad)
-
-
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -573,7 +554,7 @@ def test_config_label() -> None:
 
 def test_describe() -> None:
     assert Write("t1", "w1", 3).describe() == "Write(task='t1', process='w1', value=3)"
-    v = Verdict(4, "t2", "w1.c2", frozenset({0, 1}), 1, "because")
+    v = ReadVerdict(4, "t2", "w1.c2", frozenset({0, 1}), 1, "because")
     assert v.ok and v.describe() == "#4 t2 in w1.c2: read 1, expected 0 or 1 (ok) — because"
     assert Violation("lost_updates", 3, ("t1", "t2"), "lost").describe() == "#3 lost_updates: lost"
 

@@ -1,4 +1,4 @@
-"""The property catalogue and what the model predicts for each lock configuration.
+"""Lock properties: the catalogue and what the model predicts for each lock configuration.
 
 A prediction is about *existence*: "violated" means some scenario allowed by the
 property's moves breaks the invariant on that config (the suite must find and shrink
@@ -21,10 +21,10 @@ from typing import Literal
 from model.config import LockConfig, LockSemantics
 from model.history import Event
 from model.invariants import CHECKERS, Violation
+from model.verdict import Prediction
 
 Move = Literal["kill", "pause", "expire"]
 MOVES: tuple[Move, ...] = ("kill", "pause", "expire")
-Prediction = Literal["holds", "violated", "unknown"]
 
 
 @dataclass(frozen=True)

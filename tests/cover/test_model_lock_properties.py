@@ -1,4 +1,4 @@
-"""The property catalogue and the model's predictions (model/expectations.py)."""
+"""The property catalogue and the model's predictions (model/lock_properties.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import itertools
 
 import pytest
 
-from model.config import BUILTIN_LOCKS, POOLS, LockConfig
-from model.expectations import MOVES, PROPERTIES, expected, why
+from model.config import BUILTIN_LOCKS, PLAIN_POOLS, LockConfig
 from model.history import (
     AcquireBegin,
     AcquireEnd,
@@ -17,13 +16,14 @@ from model.history import (
     Started,
 )
 from model.invariants import CHECKERS
+from model.lock_properties import MOVES, PROPERTIES, expected, why
 
 PLUGIN = "examples.locks.broken:make_lock"
 
 
 def all_configs(locks: list[str]) -> list[LockConfig]:
     out = []
-    for lock, pool, c in itertools.product(locks, POOLS, range(1, 5)):
+    for lock, pool, c in itertools.product(locks, PLAIN_POOLS, range(1, 5)):
         if pool == "solo" and c != 1:
             continue
         out.append(LockConfig(lock, pool, c))
