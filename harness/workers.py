@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import psutil
@@ -18,6 +18,7 @@ from harness import procs
 from harness.controller import Controller, Execution, Proc
 from harness.errors import HarnessError
 from harness.forkserver import ForkServer
+from tasks.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,7 +37,7 @@ class WorkerSpec:
     prefetch: int = 1
     max_tasks_per_child: int | None = None
     state_init: int | None = None  # what worker_process_init sets (tasks/state.py)
-    gates: bool = False  # scheduling points inside the prefork pool (tasks/app.py _gates)
+    gates: bool = False  # scheduling points inside the prefork pool (tasks/patches/gates.py)
     results: str = "redis"  # the result backend: redis | db (SQLAlchemy on PostgreSQL)
     consumer_timeout_ms: int | None = None  # amqp: a private node with this timeout
 
@@ -95,25 +96,29 @@ class Worker:
         self.launch()
         self.await_ready(timeout)
 
+    def settings(self) -> Settings:
+        """What this worker is configured with: the run's settings (broker, result
+        backend, queue expiry in the cluster's environment) with the spec's on top."""
+        spec, run = self.spec, Settings.from_env(self._env)
+        return replace(
+            run,
+            worker=self.hostname,
+            broker_url=self._env["SUITE_AMQP_URL"] if spec.broker == "amqp" else run.broker_url,
+            result_url=self._env["SUITE_RESULT_DB_URL"] if spec.results == "db" else run.result_url,
+            acks_late=spec.acks_late,
+            reject_on_worker_lost=spec.reject_on_worker_lost,
+            acks_on_failure=spec.acks_on_failure,
+            dedup=spec.dedup,
+            cancel_on_loss=spec.cancel_on_loss,
+            track_started=spec.track_started,
+            prefetch=spec.prefetch,
+            state_init=spec.state_init,
+            gates=spec.gates,
+        )
+
     def launch(self) -> None:
         """Start the process; ``await_ready`` waits for it (start-up takes ~1 s)."""
-        env = dict(self._env)
-        env.update(
-            SUITE_WORKER=self.hostname,
-            SUITE_ACKS_LATE="1" if self.spec.acks_late else "0",
-            SUITE_REJECT_ON_WORKER_LOST="1" if self.spec.reject_on_worker_lost else "0",
-            SUITE_ACKS_ON_FAILURE="1" if self.spec.acks_on_failure else "0",
-            SUITE_DEDUP="1" if self.spec.dedup else "0",
-            SUITE_CANCEL_ON_LOSS="1" if self.spec.cancel_on_loss else "0",
-            SUITE_TRACK_STARTED="1" if self.spec.track_started else "0",
-            SUITE_PREFETCH=str(self.spec.prefetch),
-            SUITE_STATE_INIT="" if self.spec.state_init is None else str(self.spec.state_init),
-            SUITE_GATES="1" if self.spec.gates else "0",
-        )
-        if self.spec.results == "db":
-            env["SUITE_RESULT_URL"] = env["SUITE_RESULT_DB_URL"]
-        if self.spec.broker == "amqp":
-            env["SUITE_BROKER_URL"] = env["SUITE_AMQP_URL"]
+        env = {**self._env, **self.settings().to_env()}
         level = os.environ.get("SUITE_WORKER_LOGLEVEL", "WARNING")  # DEBUG to see Celery's side
         argv = [
             sys.executable, "-m", "celery", "-A", "tasks.app", "worker",

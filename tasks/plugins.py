@@ -9,10 +9,36 @@ suite shows it to someone who typed the spec on a command line.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+class Builtins(Mapping[str, T]):
+    """Built-in plug-ins by name, each named by its ``pkg.mod:attr`` path and imported
+    when first looked up, so the package that lists them need not import them (the
+    example effects live in ``examples/``, which imports ``tasks``)."""
+
+    def __init__(self, paths: Mapping[str, str]) -> None:
+        self.paths = dict(paths)
+
+    def __getitem__(self, name: str) -> T:
+        module_name, _, attr_path = self.paths[name].partition(":")
+        target: Any = importlib.import_module(module_name)
+        for part in attr_path.split("."):
+            target = getattr(target, part)
+        loaded: T = target
+        return loaded
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.paths
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
 
 
 def load_plugin(

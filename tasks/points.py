@@ -167,7 +167,7 @@ def gate(name: str, task_id: str) -> None:
     """Inside Celery's pool machinery, outside any execution: ask the controller
     whether ``task_id``'s job may pass ``name``; it answers at once, or never if the
     scenario holds the job there until it kills this process. Only workers started
-    with gates (``SUITE_GATES=1``) call it (tasks/app.py ``_gates``)."""
+    with gates (``Settings.gates``) call it (tasks/patches/gates.py)."""
     if control_address() is None or _inline is not None:
         return
     _apply(_channel().ask({"t": "gate", "p": name, "id": task_id, "pid": os.getpid()}))

@@ -12,7 +12,6 @@ Every cache command is a scheduling point (tasks/instrument/caches.py).
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import Any
 
@@ -20,18 +19,18 @@ from tasks import points
 
 values: dict[str, int] = {}
 # The default of a key nothing wrote in this process: 0 as imported, or what a
-# worker_process_init handler set (SUITE_STATE_INIT, see tasks/app.py).
+# worker_process_init handler set (``Settings.state_init``, tasks/app.py).
 default = 0
 # One lock per process, as a module global: what a user reaches for to make
 # ``value += 1`` safe.
 lock = threading.Lock()
 
 
-def init_from_env() -> None:
-    """The suite's ``worker_process_init`` handler: set the default if asked to."""
+def init(value: int | None) -> None:
+    """What the suite's ``worker_process_init`` handler does: set the default if asked to."""
     global default
-    if (v := os.environ.get("SUITE_STATE_INIT")) is not None and v != "":
-        default = int(v)
+    if value is not None:
+        default = value
 
 
 def _cache(store: str) -> Any:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from examples.effects import check_then_insert, insert_always, insert_on_conflict, upsert
 from tasks.effects import MakeEffect
-from tasks.plugins import load_plugin
+from tasks.plugins import Builtins, load_plugin
 
-# The example effects (examples/effects/), each module's docstring says SOUND or BROKEN.
-BUILTIN_EFFECTS: dict[str, MakeEffect] = {
-    "insert-always": insert_always.make_effect,
-    "check-then-insert": check_then_insert.make_effect,
-    "insert-on-conflict": insert_on_conflict.make_effect,
-    "upsert": upsert.make_effect,
-}
+# The example effects (examples/effects/), each module's docstring says SOUND or BROKEN;
+# imported on first use: examples/ imports tasks/, not the other way round.
+BUILTIN_EFFECTS: Builtins[MakeEffect] = Builtins(
+    {
+        "insert-always": "examples.effects.insert_always:make_effect",
+        "check-then-insert": "examples.effects.check_then_insert:make_effect",
+        "insert-on-conflict": "examples.effects.insert_on_conflict:make_effect",
+        "upsert": "examples.effects.upsert:make_effect",
+    }
+)
 
 
 def load_effect(spec: str) -> MakeEffect:
