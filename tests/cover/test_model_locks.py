@@ -445,7 +445,7 @@ def test_a_flipped_acquire_outcome_is_caught_there(
 
 
 # t4's add SELECTs t1's expired row; t5 takes it (UPDATE) and releases it (DELETE); t4's
-# UPDATE then matches no row and add() still returns True (ci, 2026-11-21).
+# UPDATE then matches no row and add() still returns True (a history a ci run recorded).
 GHOST = (
     "start t1 w1.c1; start t4 w1.c3; start t5 w1.c4; start t6 w1.c4;"
     "acq t1; expire; begin t4; acq t5; rel t5; got t4;"
