@@ -25,7 +25,7 @@ import re
 from collections.abc import Callable, Iterator
 
 from harness.controller import Controller, Execution
-from harness.lockrun import LockRun, LockRunner
+from harness.runs.lock import LockRun, LockRunner
 
 ORDER = {
     "start": 0, "acquiring": 1, "holding": 2, "refused": 2, "releasing": 3, "released": 4,

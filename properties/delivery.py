@@ -15,7 +15,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from harness.cluster import Cluster
-from harness.deliveryrun import DeliveryRun, DeliveryRunner
+from harness.runs.delivery import DeliveryRun, DeliveryRunner
 from model import history as h
 from model.config import DeliveryConfig
 from model.delivery import check_delivery

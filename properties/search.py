@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from harness.cluster import Cluster
-from harness.lockrun import LockRun, LockRunner
+from harness.runs.lock import LockRun, LockRunner
 from model import expectations
 from model import history as h
 from model.config import LockConfig

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.cluster import Cluster
-from harness.deliveryrun import DeliveryRun, DeliveryRunner
+from harness.runs.delivery import DeliveryRun, DeliveryRunner
 from model import history as h
 from model.config import DeliveryConfig
 from properties.timeline import render

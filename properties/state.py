@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 
 from harness import eager
 from harness.cluster import Cluster
-from harness.controller import natural
-from harness.publishrun import PublishRunner
-from harness.staterun import OPS, StateRun, StateRunner
+from harness.ordering import natural
+from harness.runs.publish import PublishRunner
+from harness.runs.state import OPS, StateRun, StateRunner
 from model import expectations
 from model import history as h
 from model import module_state as ms
