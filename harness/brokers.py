@@ -104,8 +104,8 @@ class RedisBroker:
         twice. A restored message keeps its delivery tag, so once the first scan's
         restore is consumed the hash has an entry under that tag again, and the
         second scan's ``restore_by_tag`` (it read the aged index before) restores the
-        fresh delivery too. Seen in a ci run (2026-11-21): two receipts from one
-        ``vt``, which the model rightly called a mismatch, and the replay did not."""
+        fresh delivery too: two receipts from one ``vt``, a mismatch the model calls
+        and a replay may not reproduce."""
         token = self.r.get(UNACKED_MUTEX)
         deadline = time.monotonic() + STALE_MUTEX
         while token is not None and time.monotonic() < deadline:

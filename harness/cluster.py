@@ -2,9 +2,11 @@
 
 Servers are the harness's own (free loopback ports, a temp dir) unless a URL in the
 environment points at an existing one: ``SUITE_BROKER_URL``, ``SUITE_CACHE_REDIS_URL``,
-``SUITE_MEMCACHED`` (host:port), ``SUITE_PG_DSN``. RabbitMQ is always a service, by
-``SUITE_AMQP_URL`` (default: guest on 127.0.0.1:5672), and only looked at when a
-scenario uses it; the run's queues carry its run id and expire once unused.
+``SUITE_MEMCACHED`` (host:port), ``SUITE_PG_DSN``. RabbitMQ is a service, by
+``SUITE_AMQP_URL`` (default: guest on 127.0.0.1:5672), only looked at when a scenario
+uses it; the run's queues carry its run id and expire once unused. A scenario that
+needs a ``consumer_timeout`` (node-wide in RabbitMQ) gets a private node of the
+harness's own instead (harness/rabbit.py, ``Cluster.amqp_url``).
 """
 
 from __future__ import annotations

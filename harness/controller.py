@@ -2,26 +2,24 @@
 
 Every worker process keeps an *agent* connection (hello on start, EOF on death); every
 thread that runs an execution keeps an *execution* connection on which it parks at each
-scheduling point. Everything happens in the caller's thread: it reads the sockets,
-applies the events and makes every decision (which execution to release, when the
-system is quiescent), so there is no hand-off between threads on the hot path.
+scheduling point. Everything happens in the caller's thread: it reads the sockets
+(harness/wire.py), applies the events and makes every decision (which execution to
+release, when the system is quiescent), so there is no hand-off between threads on
+the hot path. What a report adds to the history is harness/recorder.py's; the
+accounting of each task's message is harness/accounting.py's.
 """
 
 from __future__ import annotations
 
-import collections
-import contextlib
-import json
-import re
-import select
-import selectors
-import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from harness import ordering, recorder
+from harness.accounting import Message
 from harness.errors import HarnessError, HarnessTimeout
+from harness.wire import Wire
 from model import history as h
 
 # A wait this long means something is wrong (a lost message, a dead worker, a statement
@@ -63,48 +61,6 @@ class Execution:
 
 
 @dataclass
-class Message:
-    """What the workers said about one task's message (by its task id)."""
-
-    task: str
-    received: list[str] = field(default_factory=list)  # worker hostnames, per delivery
-    settled_by: list[str] = field(default_factory=list)  # who acked or rejected a delivery
-    handled: int = 0  # failures (a lost child included) the main process finished handling
-    states: list[str] = field(default_factory=list)
-    # (recv|settle, worker, tag, place in the worker's QoS order: Redis only)
-    log: list[tuple[str, str, str, int | None]] = field(default_factory=list)
-    requeued: int = 0  # deliveries rejected with requeue: the broker owes one more each
-    published: int = 0  # retry messages the task's runs published (same task id)
-    closed: int = 0  # deliveries handed back by the broker itself (vt, dead connection)
-    skipped: list[str] = field(default_factory=list)  # workers that skipped a delivery
-
-    def outstanding(self, worker: str) -> int:
-        """Deliveries ``worker`` received and has not acked or rejected."""
-        return self.received.count(worker) - self.settled_by.count(worker)
-
-    def held_by(self, worker: str) -> int:
-        """How many of the task's messages (a retry publishes another) kombu's virtual
-        QoS on ``worker`` counts against its prefetch: it keys deliveries by tag, and a
-        redelivered Redis message keeps its tag, so any ack or reject of one delivery
-        uncounts them all (kombu/transport/virtual/base.py ``QoS.can_consume``). The
-        last call on a tag decides, in the order the worker made the calls (its
-        reports arrive on several connections, in any order: tasks/app.py
-        ``_QosOrder``)."""
-        mine = [e for e in self.log if e[1] == worker]
-        if all(e[3] is not None for e in mine):
-            mine.sort(key=lambda e: e[3] or 0)
-        held: dict[str, bool] = {}
-        for kind, _who, tag, _place in mine:
-            held[tag] = kind == "recv"
-        return sum(held.values())
-
-    def owed(self) -> int:
-        """Deliveries the broker has yet to make: the first, one per requeue, one per
-        delivery it took back, minus those made."""
-        return 1 + self.published + self.requeued + self.closed - len(self.received)
-
-
-@dataclass
 class Gate:
     """A job held at a gate inside Celery's pool (tasks/app.py ``_gates``)."""
 
@@ -115,43 +71,10 @@ class Gate:
     alive: bool = True
 
 
-def natural(x: str) -> tuple[int, int]:
-    """Execution order: t2 < t10; t1 < t1#2."""
-    m = re.fullmatch(r"t(\d+)(?:#(\d+))?", x)
-    return (int(m.group(1)), int(m.group(2) or 1)) if m else (10**9, 0)
-
-
-def play(
-    moves: list[str], enabled: Callable[[], list[str]], choose: Callable[[list[str]], str],
-    apply: Callable[[str], None], limit: int,
-) -> None:  # fmt: skip
-    """Every runner's loop: offer the enabled moves, play the chosen one (recorded in
-    ``moves``), until none is enabled; more than ``limit`` moves is a harness error."""
-    while options := enabled():
-        if len(moves) >= limit:
-            raise HarnessError(f"scenario did not finish within {limit} moves")
-        move = choose(options)
-        moves.append(move)
-        apply(move)
-
-
-def _name_order(name: str) -> tuple[int, str]:
-    """w2.c3 before w2.c10; a main process's primes count."""
-    head, _, n = name.rpartition(".c")
-    return (int(n) if n.isdigit() else name.count("'"), head)
-
-
 class Controller:
     def __init__(self) -> None:
-        self._server = socket.create_server(("127.0.0.1", 0), backlog=512)
-        self.address = self._server.getsockname()
-        self._server.setblocking(False)
-        self._sel = selectors.DefaultSelector()
-        self._sel.register(self._server, selectors.EVENT_READ, None)
-        self._events: collections.deque[tuple[int, dict[str, Any] | None]] = collections.deque()
-        self._socks: dict[int, socket.socket] = {}
-        self._buffers: dict[int, bytes] = {}
-        self._next_conn = 0
+        self.wire = Wire()
+        self.address = self.wire.address
 
         self.clock = 0.0  # virtual seconds added by expiry moves
         self.procs: dict[int, Proc] = {}
@@ -180,53 +103,19 @@ class Controller:
         self.gates: set[tuple[str, str]] = set()  # (gate, task) to hold once this example
         self.held: dict[str, Gate] = {}  # task -> where its job is held
 
-    # --- reading (all in the caller's thread: no hand-off, one order of events) -----
-
-    def _read(self, timeout: float) -> None:
-        """Wait up to ``timeout`` for bytes; turn whatever arrived into events."""
-        for key, _ in self._sel.select(timeout=timeout):
-            if key.data is None:
-                with contextlib.suppress(BlockingIOError):
-                    sock, _addr = self._server.accept()
-                    sock.setblocking(False)
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    cid = self._next_conn
-                    self._next_conn += 1
-                    self._socks[cid] = sock
-                    self._buffers[cid] = b""
-                    self._sel.register(sock, selectors.EVENT_READ, cid)
-                continue
-            cid = key.data
-            sock = self._socks[cid]
-            try:
-                chunk = sock.recv(65536)
-            except (BlockingIOError, InterruptedError):
-                continue
-            except OSError:
-                chunk = b""
-            if not chunk:
-                self._sel.unregister(sock)
-                sock.close()
-                self._events.append((cid, None))
-                continue
-            *lines, self._buffers[cid] = (self._buffers[cid] + chunk).split(b"\n")
-            self._events.extend((cid, json.loads(line)) for line in lines if line)
-
     def close(self) -> None:
-        for sock in [self._server, *self._socks.values()]:
-            with contextlib.suppress(OSError):
-                sock.close()
-        self._sel.close()
+        self.wire.close()
 
-    # --- applying events ------------------------------------------------------------------
+    # --- applying events (all in the caller's thread: no hand-off, one order) ----------
 
     def pump(self, timeout: float) -> bool:
         """Apply one event if one arrives within ``timeout``; False if none did."""
-        if not self._events:
-            self._read(timeout)
-            if not self._events:
+        events = self.wire.events
+        if not events:
+            self.wire.read(timeout)
+            if not events:
                 return False
-        cid, msg = self._events.popleft()
+        cid, msg = events.popleft()
         self._apply(cid, msg)
         return True
 
@@ -260,7 +149,7 @@ class Controller:
             return
         kind = msg.get("t")
         if kind in ("recv", "ack", "reject", "handled", "state", "skipped"):
-            self._delivery(kind, msg, cid)
+            recorder.message_report(self, kind, msg, cid)
         elif kind == "adopted":
             self.adopted.add((msg["worker"], msg["queue"]))
         elif kind == "dropped":
@@ -283,7 +172,7 @@ class Controller:
                     ex.acquiring_points += 1
                 self.history.append(h.Point(ex.id, msg["p"]))
             elif kind == "rec":
-                self.record(ex, msg)
+                recorder.record(self, ex, msg)
             elif kind == "end":
                 ex.state, ex.status = "done", msg["status"]
                 self._last_exec[cid] = ex.id
@@ -296,7 +185,7 @@ class Controller:
         m = self.messages.get(msg["id"])
         key = (msg["p"], m.task) if m is not None else None
         if key is None or key not in self.gates:
-            self._reply(cid, {"go": True, "clock": self.clock})
+            self.wire.send(cid, {"go": True, "clock": self.clock})
             return
         self.gates.discard(key)
         self.held[key[1]] = Gate(key[1], key[0], int(msg["pid"]), cid)
@@ -308,49 +197,12 @@ class Controller:
         so by the time the child's start arrives the receipt is in our socket buffer;
         a zero-timeout read takes it in, and the history says "received" before
         "starts" every time, whichever socket select() happens to list first."""
-        self._read(0)
-        receipts = [ev for ev in self._events if ev[1] is not None and ev[1].get("t") == "recv"]
+        self.wire.read(0)
+        events = self.wire.events
+        receipts = [ev for ev in events if ev[1] is not None and ev[1].get("t") == "recv"]
         for ev in receipts:
-            self._events.remove(ev)
+            events.remove(ev)
             self._apply(*ev)
-
-    def _delivery(self, kind: str, msg: dict[str, Any], cid: int) -> None:
-        m = self.messages.get(msg["id"])
-        if m is None:
-            return  # a message of an earlier example, or of a lock scenario
-        if kind in ("recv", "ack", "reject"):
-            what = "recv" if kind == "recv" else "settle"
-            m.log.append((what, msg["worker"], msg["tag"], msg.get("seq")))
-        if kind == "recv":
-            m.received.append(msg["worker"])
-            alias = self.aliases.get(msg["worker"], msg["worker"])
-            level = int(msg.get("level", 0))
-            receipt = h.Received(m.task, alias, bool(msg.get("redelivered")), level)
-            if self.defer_starts:
-                self._receipts.append(receipt)
-            else:
-                self.history.append(receipt)
-        elif kind == "ack":
-            m.settled_by.append(msg["worker"])  # acked, or its ack failed: done with it
-            failed = msg.get("failed")
-            self._reports.append(h.AckFailed(m.task, failed) if failed else h.Acked(m.task))
-        elif kind == "reject":
-            m.settled_by.append(msg["worker"])
-            back = bool(msg.get("back", msg["requeue"]))
-            m.requeued += back
-            self._reports.append(h.Rejected(m.task, bool(msg["requeue"]), back))
-        elif kind == "handled":
-            m.handled += 1
-        elif kind == "skipped":
-            m.skipped.append(msg["worker"])
-            alias = self.aliases.get(msg["worker"], msg["worker"])
-            self._reports.append(h.Skipped(m.task, alias))
-        else:
-            m.states.append(msg["state"])
-            self._reports.append(h.StateWritten(m.task, msg["state"]))
-            ex = self.executions.get(self._last_exec.get(cid, ""))
-            if ex is not None and ex.state == "done" and ex.task == m.task:
-                ex.stored = msg["state"]  # the result of a run that returned
 
     def flush(self) -> None:
         """Append what was deferred since the last quiescent point: receipts, then
@@ -359,17 +211,13 @@ class Controller:
         They come from several processes over several connections, so their arrival
         order is a race; each task's own reports keep their order (they are causally
         ordered), and tasks go in name order, so the history is the same every run."""
-        receipts = sorted(
-            self._receipts, key=lambda e: (natural(e.task), e.level, e.redelivered, e.worker)
-        )
+        receipts = ordering.receipts(self._receipts)
         starts = self._canonical_starts()
         self._receipts, self._starts = [], []
         self.history.events.extend(receipts)  # a receipt before the start it causes
         self.history.events.extend(starts)
         reports, self._reports = self._reports, []
-        order = {t: i for i, t in enumerate(sorted({getattr(e, "task", "") for e in reports}))}
-        reports.sort(key=lambda e: order[getattr(e, "task", "")])
-        self.history.events.extend(reports)
+        self.history.events.extend(ordering.by_task(reports))
 
     def _hello(self, cid: int, msg: dict[str, Any]) -> None:
         worker, role, index = msg["worker"], msg["role"], msg.get("index")
@@ -389,7 +237,9 @@ class Controller:
             tid is not None and bool(self.messages) and tid not in self.messages
         )
         if stale:
-            self._reply(cid, {"stale": True, "why": f"{task} ({tid}) is not part of this example"})
+            self.wire.send(
+                cid, {"stale": True, "why": f"{task} ({tid}) is not part of this example"}
+            )
             return
         pid = msg["pid"]
         if pid not in self.procs:  # its hello is still in flight on the agent connection
@@ -423,25 +273,13 @@ class Controller:
         handed out again here by task, retry level and redelivered flag; runs equal in
         all three are interchangeable, so arrival order decides only among equals."""
         starts = self._starts
-        order = {e.execution: i for i, e in enumerate(starts)}
-        ranked = sorted(
-            starts, key=lambda e: (natural(e.task), e.level, e.redelivered, order[e.execution])
-        )
-        numbers: dict[str, list[int]] = {}
-        for e in starts:
-            numbers.setdefault(e.task, []).append(natural(e.execution)[1])
-        for nums in numbers.values():
-            nums.sort(reverse=True)
-        renamed: dict[str, str] = {}
-        for e in ranked:
-            n = numbers[e.task].pop()
-            renamed[e.execution] = e.task if n == 1 else f"{e.task}#{n}"
+        ranked, renamed = ordering.renumbered(starts)
         # Process names first given in this interval go to the runs in the new order.
         names: dict[tuple[str, str], list[str]] = {}
         for p in self._fresh:  # only swapped among processes of one worker and role
             names.setdefault((p.worker, p.role), []).append(p.name)
         for group in names.values():
-            group.sort(key=_name_order)
+            group.sort(key=ordering.name_order)
         by_pid = {p.pid: p for p in self._fresh}
         execs = {e.execution: self.executions.pop(e.execution) for e in starts}
         for e in ranked:
@@ -459,7 +297,7 @@ class Controller:
                 self._conn_exec[ex.conn] = ex.id
             out.append(h.Started(ex.id, e.task, ex.process, e.redelivered, e.level))
         self._fresh = []
-        return sorted(out, key=lambda e: natural(e.execution))
+        return sorted(out, key=lambda e: ordering.natural(e.execution))
 
     def name_of(self, proc: Proc) -> str:
         """The process's name in this example, given now if it has none yet."""
@@ -474,48 +312,8 @@ class Controller:
         self._named[prefix] = n
         return alias + "'" * (n - 1) if proc.role == "main" else f"{prefix}{n}"
 
-    def record(self, ex: Execution, msg: dict[str, Any]) -> None:
-        """The history event for an execution's report (``points.record``)."""
-        k = msg["k"]
-        if k == "acq":
-            ex.phase = "acquiring"
-            self.history.append(h.AcquireBegin(ex.id, msg["key"]))
-        elif k == "acq_end":
-            ok = bool(msg["acquired"])
-            if ok:
-                ex.acquired = True
-            ex.phase = "holding" if ok else "refused"
-            self.history.append(h.AcquireEnd(ex.id, msg["key"], ok, msg.get("error")))
-        elif k == "rel":
-            ex.phase = "releasing"
-            self.history.append(h.ReleaseBegin(ex.id, msg["key"]))
-        elif k == "rel_end":
-            ex.phase = "released"
-            self.history.append(h.ReleaseEnd(ex.id, msg["key"], msg.get("error")))
-        elif k == "invoice":
-            self.history.append(h.InvoiceCreated(ex.id, msg["order"]))
-        elif k == "effect":
-            self.history.append(h.EffectDone(ex.id, msg["order"]))
-        elif k == "retry":
-            ex.retried = int(msg["level"])
-            for m in self.messages.values():
-                if m.task == ex.task:
-                    m.published += 1
-            self.history.append(h.RetryPublished(ex.id, ex.task, int(msg["level"])))
-        elif k == "exhausted":
-            ex.exhausted = True
-            self.history.append(h.RetriesExhausted(ex.id, ex.task))
-        elif k in ("read", "write", "rfu", "wb", "writing"):
-            self.history.append(h.observed(k, ex.id, ex.process, msg))
-        elif k == "looked":
-            self.history.append(h.Looked(ex.id, bool(msg["found"])))
-        elif k in ("locked", "unlocked"):
-            ex.holds_lock = k == "locked"
-        else:
-            self.anomalies.append(f"unknown record {k!r} from {ex.id}")
-
     def _closed(self, cid: int) -> None:
-        self._socks.pop(cid, None)
+        self.wire.forget(cid)
         pid = self._conn_pid.pop(cid, None)
         if pid is not None and pid in self.procs:
             self.procs[pid].alive = False
@@ -527,20 +325,6 @@ class Controller:
             ex = self.executions[x]
             if ex.state != "done":
                 ex.state = "dead"
-
-    def _reply(self, cid: int, msg: dict[str, Any]) -> None:
-        sock = self._socks.get(cid)
-        if sock is None:
-            return
-        data = json.dumps(msg).encode() + b"\n"
-        # The socket stays non-blocking (the reader thread owns its reads); a reply
-        # is a few dozen bytes, so waiting for room is the rare case.
-        with contextlib.suppress(OSError):  # the process died; its EOF is on the way
-            while data:
-                try:
-                    data = data[sock.send(data) :]
-                except BlockingIOError:
-                    select.select([], [sock], [], 5.0)
 
     # --- the moves' primitives --------------------------------------------------------
 
@@ -580,9 +364,21 @@ class Controller:
         with the reports of its task."""
         self._reports.append(event)
 
+    def receipt(self, event: h.Received) -> None:
+        """A worker received a task's message: in the history now, or, while starts
+        are deferred, at the next flush, before the starts."""
+        if self.defer_starts:
+            self._receipts.append(event)
+        else:
+            self.history.append(event)
+
+    def last_execution(self, cid: int) -> Execution | None:
+        """The execution that last ended on channel ``cid``, if any."""
+        return self.executions.get(self._last_exec.get(cid, ""))
+
     def command(self, proc: Proc, msg: dict[str, Any]) -> None:
         """Send a command to a worker's main process on its agent connection."""
-        self._reply(proc.conn, msg)
+        self.wire.send(proc.conn, msg)
 
     def release(self, x: str, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Let a parked execution run to its next point (or its end)."""
@@ -590,7 +386,7 @@ class Controller:
         if ex.state != "parked":
             raise HarnessError(f"cannot release {x}: it is {ex.state}")
         ex.state = "running"
-        self._reply(ex.conn, {"go": True, "clock": self.clock})
+        self.wire.send(ex.conn, {"go": True, "clock": self.clock})
         self.wait(lambda: ex.state != "running", f"{x} to reach its next scheduling point", timeout)
 
     def started(self, task: str) -> Execution | None:

@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from harness.controller import Controller, Execution
+from harness import recorder
+from harness.controller import Execution
 from model import history as h
 from model.processes import APP
 
@@ -79,19 +80,18 @@ def state_run(store: str, prop: str, ops: list[str]) -> h.History:
 def lock_run(lock: str, tasks: int) -> h.History:
     """``tasks`` invoice tasks for one order under ``lock``, eagerly: each takes the
     lock, creates the invoice unless one exists, and releases, before the next is sent.
-    The reports become lock events the way the controller makes them."""
+    The reports become lock events the way the controller makes them (harness/recorder.py)."""
     from tasks import points
     from tasks.app import invoice
 
     n = next(_examples)
     order, key = f"eager-o{n}", f"eager-invoice:{n}"
-    recorder = Controller.__new__(Controller)  # its event mapping only: no socket
-    recorder.history, recorder.messages, recorder.anomalies = h.History(), {}, []
+    recording = recorder.Recording()
     log: Log = []
     with _eager(), points.inline(log):
         for i in range(1, tasks + 1):
             task = f"t{i}"
-            recorder.history.append(h.Submitted(task))
+            recording.history.append(h.Submitted(task))
             spec = {
                 "execution": task, "task": task, "key": key, "order": order,
                 "ttl": 3600.0, "lock": lock,
@@ -100,12 +100,12 @@ def lock_run(lock: str, tasks: int) -> h.History:
             ex = Execution(task, task, 0, "w1", 0)
 
             def report(_x: str, kind: str, data: dict[str, Any], ex: Execution = ex) -> None:
-                recorder.record(ex, {"k": kind, **data})
+                recorder.record(recording, ex, {"k": kind, **data})
 
-            _translate(recorder.history, log, report)
+            _translate(recording.history, log, report)
     from tasks.invoices.models import Invoice
 
-    recorder.history.append(h.InvoiceCount(order, Invoice.objects.filter(order=order).count()))
-    if recorder.anomalies:
-        raise RuntimeError("; ".join(recorder.anomalies))
-    return recorder.history
+    recording.history.append(h.InvoiceCount(order, Invoice.objects.filter(order=order).count()))
+    if recording.anomalies:
+        raise RuntimeError("; ".join(recording.anomalies))
+    return recording.history

@@ -25,7 +25,7 @@ import re
 from collections.abc import Callable, Iterator
 
 from harness.controller import Controller, Execution
-from harness.lockrun import LockRun, LockRunner
+from harness.runs.lock import LockRun, LockRunner
 from properties.schedule import simplest
 
 ORDER = {

@@ -20,8 +20,9 @@ from pathlib import Path
 import psutil
 
 from harness.cluster import Cluster
-from harness.deliveryrun import DeliveryRunner
-from harness.lockrun import Chooser, LockRunner
+from harness.runs.base import Chooser
+from harness.runs.delivery import DeliveryRunner
+from harness.runs.lock import LockRunner
 from harness.workers import WorkerSpec
 from model.config import DeliveryConfig, LockConfig
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from harness.cluster import Cluster
-from harness.deliveryrun import DeliveryRun, DeliveryRunner
+from harness.runs.delivery import DeliveryRun, DeliveryRunner
 from model import history as h
 from model.config import DeliveryConfig
 from model.delivery import check_delivery

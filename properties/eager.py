@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from harness import eager
 from harness.cluster import Cluster
-from harness.staterun import OPS
+from harness.runs.state import OPS
 from model import history as h
 from model import lock_properties, state_properties
 from model.config import EagerConfig, StateConfig

@@ -15,7 +15,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from harness.cluster import Cluster
-from harness.lockrun import LockRun, LockRunner
+from harness.runs.lock import LockRun, LockRunner
 from model import history as h
 from model import lock_properties
 from model.config import LockConfig

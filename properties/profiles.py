@@ -34,8 +34,9 @@ PREDICTED_SHRINK_SECONDS = {"ci": 2}
 
 
 # Examples per lock property run. ci plays 10: with 20, the search found each
-# predicted violation by its 11th example or an attack script found it (every predicted lock violation has one, properties/attacks.py),
-# and a kill-heavy "holds" row cost about 0.8 s an example, half the lock rows' time.
+# predicted violation by its 11th example or an attack script found it (every
+# predicted lock violation has one, properties/attacks.py), and a kill-heavy "holds"
+# row cost about 0.8 s an example, half the lock rows' time.
 LOCK_EXAMPLES = {"dev": 25, "ci": 10, "nightly": 400}
 # Examples per delivery property run: a delivery scenario costs more than a lock one
 # (a killed main process means a worker taking over, a vt move a restore scan).

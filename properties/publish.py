@@ -13,7 +13,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from harness.cluster import Cluster
-from harness.publishrun import PublishRunner
+from harness.runs.publish import PublishRunner
 from model import history as h
 from model import publishing as pub
 from model.config import PublishConfig

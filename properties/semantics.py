@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from harness.cluster import Cluster
-from harness.deliveryrun import DeliveryRun, DeliveryRunner
+from harness.runs.delivery import DeliveryRun, DeliveryRunner
 from model.config import DeliveryConfig
 from properties.claims import Claim, ClaimResult
 from properties.schedule import simplest

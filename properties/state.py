@@ -15,8 +15,8 @@ from typing import Any
 from hypothesis import strategies as st
 
 from harness.cluster import Cluster
-from harness.controller import natural
-from harness.staterun import OPS, StateRun, StateRunner
+from harness.ordering import natural
+from harness.runs.state import OPS, StateRun, StateRunner
 from model import history as h
 from model import state, state_properties
 from model.config import StateConfig

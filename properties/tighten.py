@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from harness.cluster import Cluster
-from harness.lockrun import LockRun, LockRunner
+from harness.runs.lock import LockRun, LockRunner
 from model import lock_properties
 from properties.schedule import lenient
 

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness.controller import Controller, Message
+from harness.accounting import Message
+from harness.controller import Controller
 from harness.errors import HarnessTimeout
 from model import history as h
 from tasks import points
@@ -199,7 +200,7 @@ def test_a_gate_holds_only_the_named_job_once(ctl: Controller) -> None:
     gate = ctl.held["t1"]
     assert (gate.name, gate.pid, gate.alive) == ("accept", os.getpid(), True)
     assert ctl.gates == set()  # once: a put-back job passes the next time
-    ctl._socks[gate.conn].close()  # as if the holder died
+    ctl.wire.socks[gate.conn].close()  # as if the holder died
     ctl._closed(gate.conn)
     assert not ctl.held["t1"].alive
     ctl.wait(lambda: len(passed) == 2, "the held thread to see the close", timeout=5)

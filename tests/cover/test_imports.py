@@ -2,7 +2,9 @@
 
 properties -> harness, model; harness -> tasks, model; tasks -> model; model imports
 nothing of ours; examples (plug-ins) -> tasks. Every import counts, a function's
-lazy one too: a lazy import hides a circle at run time but not from a reader.
+lazy one too: a lazy import hides a circle at run time but not from a reader. Only
+imports for annotations (``if TYPE_CHECKING:``) do not: the module that names a type
+there is handed that object as an argument and never imports it.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
     """The modules of ours that ``path`` imports (``from a import b``: ``a.b`` if it is
     a module, else ``a``)."""
     out = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in _runtime_nodes(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -46,6 +48,20 @@ def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
             continue
         out |= {n for n in names if n in modules}
     return out
+
+
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node of ``tree`` but those under ``if TYPE_CHECKING:``."""
+    found: list[ast.AST] = []
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        found.append(node)
+        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING"):
+            todo.extend(node.orelse)
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+    return found
 
 
 def graph() -> dict[str, set[str]]:

@@ -1,6 +1,5 @@
-"""One module-state scenario on a real worker, move by move (the lock runner's loop).
-
-Moves:
+"""One module-state scenario on a real worker, move by move (the loop:
+harness/runs/base.py). Moves:
 
     submit write   send a task that writes the value (tN writes N)
     submit read    send a task that reads it
@@ -27,19 +26,17 @@ names depend only on the order children are first used and replaced.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from harness.cluster import Cluster
-from harness.controller import Execution, natural, play
+from harness.controller import Execution
 from harness.errors import HarnessError
+from harness.ordering import natural
+from harness.runs.base import Run, Runner
 from harness.workers import WorkerSpec
 from model import history as h
 from model.config import IMPORT_VALUE, StateConfig
 from model.processes import APP
-
-Chooser = Callable[[list[str]], str]
 
 MAX_MOVES = 400
 MAX_KILLS = 1
@@ -54,11 +51,9 @@ OPS: dict[str, tuple[str, ...]] = {
 
 
 @dataclass
-class StateRun:
-    config: Any  # StateConfig, or the publishing runner's PublishConfig
-    tasks: int
-    history: h.History
-    moves: list[str] = field(default_factory=list)
+class StateRun(Run):
+    """A module-state or publishing scenario (``config``: a StateConfig, or
+    a PublishConfig)."""
 
 
 def spec_of(config: StateConfig) -> WorkerSpec:
@@ -68,103 +63,30 @@ def spec_of(config: StateConfig) -> WorkerSpec:
     )  # fmt: skip
 
 
-class StateRunner:
-    def __init__(self, cluster: Cluster, config: StateConfig, prop: str) -> None:
-        if config.parent_value != IMPORT_VALUE:
-            raise HarnessError("parent_value is a model-only setting: workers import afresh")
-        self.cluster, self.config, self.prop = cluster, config, prop
-        self.ops = OPS[prop]
-        self.spec = spec_of(config)
-        self.capacity = 1 if config.pool == "solo" else config.concurrency
+class StateLoop(Runner[StateRun]):
+    """What the module-state and publishing runners share: the example's key and
+    counters, the model's process names, and the clean-up after an error."""
 
-    def run(self, tasks: int, choose: Chooser) -> StateRun:
-        self.worker = self.cluster.worker(self.spec)
-        ctl = self.cluster.controller
-        ctl.forget_dead()
-        n = self.cluster.next_example()
-        run = StateRun(self.config, tasks, ctl.begin_example())
+    max_moves = MAX_MOVES
+
+    def _new_run(self, tasks: int, n: int, history: h.History) -> StateRun:
+        return StateRun(self.config, tasks, history)
+
+    def _begin(self, run: StateRun, n: int) -> None:
         self.key = f"{self.cluster.run_id}state:{n}"
         self.submitted = 0
         self.kills = 0
         self.names: dict[str, str] = {}  # the controller's name -> the model's
         self.slots: dict[int, tuple[int, str]] = {}  # slot -> (pid, model name) holding it
-        self._begin(run)
-        try:
-            play(run.moves, lambda: self.enabled(tasks), choose,
-                 lambda move: self.apply(run, move), MAX_MOVES)  # fmt: skip
-        except BaseException:
-            self._cleanup()
-            raise
-        self._end(run)
-        run.history.events[:] = [self._renamed(e) for e in run.history.events]
-        if ctl.anomalies:
-            raise HarnessError("control channel anomalies: " + "; ".join(ctl.anomalies))
-        return run
 
-    def _begin(self, run: StateRun) -> None:
-        """Before the first move (a hook for runners built on this loop)."""
+    def _after_error(self) -> None:
+        self._cleanup()
 
     def _end(self, run: StateRun) -> None:
-        """After the last move: the sender's own read, for ``sender-sees-task-writes``."""
-        if self.prop == "sender-sees-task-writes":
-            from tasks import state
-
-            run.history.append(h.Read("app", APP, state.get(self.config.store, self.key)))
-
-    # --- moves -----------------------------------------------------------------------------
+        run.history.events[:] = [self._renamed(e) for e in run.history.events]
 
     def _blocked(self, ex: Execution, live: list[Execution]) -> bool:
         return ex.point == "wait" and any(o.holds_lock and o.pid == ex.pid for o in live)
-
-    def enabled(self, tasks: int) -> list[str]:
-        live = sorted(self.cluster.controller.live(), key=lambda e: natural(e.id))
-        if not live and self.submitted >= tasks:
-            return []
-        moves = [f"step {e.id}" for e in live if e.state == "parked" and not self._blocked(e, live)]
-        if self.submitted < tasks and len(live) < self.capacity:
-            moves += [f"submit {op}" for op in self.ops]
-        if self.config.kills and self.kills < MAX_KILLS:
-            # Only once its operation is done: a kill before it loses nothing a read could
-            # miss, so those would only thin out the search.
-            moves += [f"kill {e.id}" for e in live if e.state == "parked" and e.point == "done"]
-        if not moves:
-            raise HarnessError(f"no move possible: {self.cluster.controller.describe()}")
-        return moves
-
-    def apply(self, run: StateRun, move: str) -> None:
-        ctl = self.cluster.controller
-        verb, _, arg = move.partition(" ")
-        if verb == "submit":
-            if arg not in self.ops:
-                raise HarnessError(f"unknown operation {arg!r}: choose one of {self.ops}")
-            self.submitted += 1
-            task = f"t{self.submitted}"
-            ctl.accept(task)
-            run.history.append(h.Submitted(task))
-            spec = {
-                "execution": task, "task": task, "op": arg, "store": self.config.store,
-                "key": self.key, "value": self.submitted, "linger": self.config.kills,
-            }  # fmt: skip
-            self.cluster.send(self.worker, "suite.state", spec)
-            self._name(run, self._started(task))
-        elif verb == "step":
-            ctl.release(arg)
-        elif verb == "kill" and self.config.kills:
-            self._kill(run, ctl.executions[arg])
-        else:
-            raise HarnessError(f"unknown move {move!r}")
-
-    def _kill(self, run: StateRun, ex: Execution) -> None:
-        """SIGKILL ``ex``'s process. A prefork child is replaced by the pool (named on
-        its first task, ``_name``); any other pool loses the whole worker, and the
-        next task runs on a fresh one, as a restarted worker would."""
-        ctl = self.cluster.controller
-        proc = ctl.procs[ex.pid]
-        self.kills += 1
-        run.history.append(h.Killed(proc.name))  # renamed to the model's name at the end
-        self.worker.kill(proc)
-        if proc.role != "child":
-            self.worker = self.cluster.replace(self.spec)
 
     def _started(self, task: str) -> Execution:
         """Wait for ``task``'s execution to start, and return it."""
@@ -225,4 +147,76 @@ class StateRunner:
             ctl.wait(lambda: not ctl.live(), "the last executions to end")
         except HarnessError:
             self.worker.kill_main()
+            self.worker = self.cluster.replace(self.spec)
+
+
+class StateRunner(StateLoop):
+    config: StateConfig
+
+    def __init__(self, cluster: Cluster, config: StateConfig, prop: str) -> None:
+        if config.parent_value != IMPORT_VALUE:
+            raise HarnessError("parent_value is a model-only setting: workers import afresh")
+        capacity = 1 if config.pool == "solo" else config.concurrency
+        super().__init__(cluster, config, spec_of(config), capacity)
+        self.prop = prop
+        self.ops = OPS[prop]
+
+    def _end(self, run: StateRun) -> None:
+        """The sender's own read, for ``sender-sees-task-writes``; then the model's names."""
+        if self.prop == "sender-sees-task-writes":
+            from tasks import state
+
+            run.history.append(h.Read("app", APP, state.get(self.config.store, self.key)))
+        super()._end(run)
+
+    # --- moves -----------------------------------------------------------------------------
+
+    def enabled(self, run: StateRun, tasks: int) -> list[str]:
+        live = sorted(self.cluster.controller.live(), key=lambda e: natural(e.id))
+        if not live and self.submitted >= tasks:
+            return []
+        moves = [f"step {e.id}" for e in live if e.state == "parked" and not self._blocked(e, live)]
+        if self.submitted < tasks and len(live) < self.capacity:
+            moves += [f"submit {op}" for op in self.ops]
+        if self.config.kills and self.kills < MAX_KILLS:
+            # Only once its operation is done: a kill before it loses nothing a read could
+            # miss, so those would only thin out the search.
+            moves += [f"kill {e.id}" for e in live if e.state == "parked" and e.point == "done"]
+        if not moves:
+            raise HarnessError(f"no move possible: {self.cluster.controller.describe()}")
+        return moves
+
+    def apply(self, run: StateRun, move: str) -> None:
+        ctl = self.cluster.controller
+        verb, _, arg = move.partition(" ")
+        if verb == "submit":
+            if arg not in self.ops:
+                raise HarnessError(f"unknown operation {arg!r}: choose one of {self.ops}")
+            self.submitted += 1
+            task = f"t{self.submitted}"
+            ctl.accept(task)
+            run.history.append(h.Submitted(task))
+            spec = {
+                "execution": task, "task": task, "op": arg, "store": self.config.store,
+                "key": self.key, "value": self.submitted, "linger": self.config.kills,
+            }  # fmt: skip
+            self.cluster.send(self.worker, "suite.state", spec)
+            self._name(run, self._started(task))
+        elif verb == "step":
+            ctl.release(arg)
+        elif verb == "kill" and self.config.kills:
+            self._kill(run, ctl.executions[arg])
+        else:
+            raise HarnessError(f"unknown move {move!r}")
+
+    def _kill(self, run: StateRun, ex: Execution) -> None:
+        """SIGKILL ``ex``'s process. A prefork child is replaced by the pool (named on
+        its first task, ``_name``); any other pool loses the whole worker, and the
+        next task runs on a fresh one, as a restarted worker would."""
+        ctl = self.cluster.controller
+        proc = ctl.procs[ex.pid]
+        self.kills += 1
+        run.history.append(h.Killed(proc.name))  # renamed to the model's name at the end
+        self.worker.kill(proc)
+        if proc.role != "child":
             self.worker = self.cluster.replace(self.spec)

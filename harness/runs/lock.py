@@ -1,9 +1,5 @@
-"""One lock scenario on real workers, with the interleaving chosen move by move.
-
-The runner waits for quiescence (every live execution parked, every submitted task
-started), computes the *enabled* moves from logical state only — sorted, named by
-execution, never by pid — and asks ``choose`` for one. Hypothesis is one chooser; a
-replay list is another. Moves:
+"""One lock scenario on real workers, with the interleaving chosen move by move
+(the loop: harness/runs/base.py). Moves:
 
     submit         send the next task (only when a pool slot is free, so it starts now)
     step tN        let tN run to its next scheduling point
@@ -15,17 +11,16 @@ replay list is another. Moves:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from harness.cluster import Cluster
-from harness.controller import Execution, Proc, natural, play
+from harness.controller import Execution, Proc
 from harness.errors import HarnessError
+from harness.ordering import natural
+from harness.runs.base import Run, Runner
 from harness.workers import WorkerSpec
 from model import history as h
 from model.config import LockConfig
-
-Chooser = Callable[[list[str]], str]
 
 MAX_KILLS = 2
 MAX_PAUSES = 2
@@ -35,49 +30,40 @@ TTL = 3600.0  # never elapses by itself during a scenario: only the expire move 
 
 
 @dataclass
-class LockRun:
-    """The outcome of one scenario: what happened and the moves that made it happen."""
-
+class LockRun(Run):
     config: LockConfig
-    tasks: int
-    history: h.History
-    moves: list[str] = field(default_factory=list)
     order: str = ""
     key: str = ""
 
 
-class LockRunner:
-    def __init__(self, cluster: Cluster, config: LockConfig, allowed: frozenset[str]) -> None:
-        self.cluster = cluster
-        self.config = config
-        self.allowed = allowed
-        self.spec = WorkerSpec(config.pool, config.concurrency)
-        self.capacity = 1 if config.pool == "solo" else config.concurrency
+class LockRunner(Runner[LockRun]):
+    max_moves = MAX_MOVES
+    config: LockConfig
 
-    def run(self, tasks: int, choose: Chooser) -> LockRun:
-        self.worker = self.cluster.worker(self.spec)
-        ctl = self.cluster.controller
-        ctl.forget_dead()
-        n = self.cluster.next_example()
-        run = LockRun(self.config, tasks, ctl.begin_example(), order=f"o{n}", key=f"invoice:{n}")
+    def __init__(self, cluster: Cluster, config: LockConfig, allowed: frozenset[str]) -> None:
+        capacity = 1 if config.pool == "solo" else config.concurrency
+        super().__init__(cluster, config, WorkerSpec(config.pool, config.concurrency), capacity)
+        self.allowed = allowed
+
+    def _new_run(self, tasks: int, n: int, history: h.History) -> LockRun:
+        return LockRun(self.config, tasks, history, order=f"o{n}", key=f"invoice:{n}")
+
+    def _begin(self, run: LockRun, n: int) -> None:
         self._counts = {"submit": 0, "kill": 0, "pause": 0, "expire": 0}
         self._acquiring_since_expiry = False
-        try:
-            play(run.moves, lambda: self.enabled(tasks), choose,
-                 lambda move: self.apply(run, move), MAX_MOVES)  # fmt: skip
-        finally:
-            self._cleanup()
+
+    def _after_moves(self) -> None:
+        self._cleanup()
+
+    def _end(self, run: LockRun) -> None:
         run.history.append(h.InvoiceCount(run.order, self.cluster.invoices(run.order)))
-        if ctl.anomalies:
-            raise HarnessError("control channel anomalies: " + "; ".join(ctl.anomalies))
-        return run
 
     # --- enabled moves -------------------------------------------------------------------
 
     def _proc(self, ex: Execution) -> Proc:
         return self.cluster.controller.procs[ex.pid]
 
-    def enabled(self, tasks: int) -> list[str]:
+    def enabled(self, run: LockRun, tasks: int) -> list[str]:
         ctl = self.cluster.controller
         live = sorted(ctl.live(), key=lambda e: natural(e.id))
         parked = [e for e in live if e.state == "parked"]

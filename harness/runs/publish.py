@@ -11,7 +11,8 @@ Moves:
 The transaction opens with the example and ends at ``commit`` or ``rollback``; no
 submit follows. Whether a send put a message on the broker is not the runner's
 guess: Celery's ``before_task_publish`` signal, sent in this process, records
-``Published``, and the runner waits for exactly those tasks to start.
+``Published`` (the runner's handler is connected for the length of one example),
+and the runner waits for exactly those tasks to start.
 """
 
 from __future__ import annotations
@@ -21,58 +22,52 @@ from typing import Any
 from celery import signals
 
 from harness.cluster import Cluster
-from harness.controller import natural
 from harness.errors import HarnessError
-from harness.staterun import StateRun, StateRunner
+from harness.ordering import natural
+from harness.runs.state import StateLoop, StateRun
 from harness.workers import WorkerSpec
 from model import history as h
-from model import publishing as pub
 from model.config import PublishConfig
 
 TASK = "suite.find_row"
-_current: PublishRunner | None = None
 
 
-def _published(sender: Any = None, body: Any = None, **_: Any) -> None:
-    # Protocol 2 body: (args, kwargs, embed); args[0] is the spec the runner sent.
-    runner = _current
-    if runner is None or sender != TASK:
-        return
-    spec = body[0][0] if isinstance(body, list | tuple) and body and body[0] else {}
-    if isinstance(spec, dict) and spec.get("key", "").startswith(runner.prefix):
-        runner.on_published(str(spec["task"]))
+class PublishRunner(StateLoop):
+    """The state runner's loop (process names, clean-up) with the sender's transaction
+    as part of the scenario."""
 
-
-signals.before_task_publish.connect(_published, weak=False, dispatch_uid="suite.publishrun")
-
-
-class PublishRunner(StateRunner):
-    """The state runner's loop (``run``, process names, clean-up) with the sender's
-    transaction as part of the scenario."""
+    config: PublishConfig
 
     def __init__(self, cluster: Cluster, config: PublishConfig) -> None:
-        self.cluster, self.config, self.prop = cluster, config, pub.PROPERTY  # type: ignore[assignment]
-        self.publish = config
-        self.spec = WorkerSpec(config.pool, config.concurrency)
-        self.capacity = 1 if config.pool == "solo" else config.concurrency
+        capacity = 1 if config.pool == "solo" else config.concurrency
+        super().__init__(cluster, config, WorkerSpec(config.pool, config.concurrency), capacity)
         from tasks import publishing
 
         publishing.create_table(cluster.pg)
 
-    def _begin(self, run: StateRun) -> None:
-        global _current
+    def _begin(self, run: StateRun, n: int) -> None:
         from tasks import publishing
 
+        super()._begin(run, n)
         self.run_ = run
         self.prefix = f"{self.key}:"
         self.published: list[str] = []  # in publish order, not yet seen to start
         self.pending = 0  # sent, waiting for the commit to publish
         self.txn: publishing.Transaction | None = publishing.Transaction()
-        _current = self
+        signals.before_task_publish.connect(self._published, weak=False)
 
     def _end(self, run: StateRun) -> None:
-        global _current
-        _current = None
+        signals.before_task_publish.disconnect(self._published)
+        super()._end(run)
+
+    def _published(self, sender: Any = None, body: Any = None, **_: Any) -> None:
+        """``before_task_publish``: a send of this example's task reached the broker.
+        Protocol 2 body: (args, kwargs, embed); args[0] is the spec the runner sent."""
+        if sender != TASK:
+            return
+        spec = body[0][0] if isinstance(body, list | tuple) and body and body[0] else {}
+        if isinstance(spec, dict) and spec.get("key", "").startswith(self.prefix):
+            self.on_published(str(spec["task"]))
 
     def on_published(self, task: str) -> None:
         self.run_.history.append(h.Published(task))
@@ -80,7 +75,7 @@ class PublishRunner(StateRunner):
 
     # --- moves -----------------------------------------------------------------------------
 
-    def enabled(self, tasks: int) -> list[str]:
+    def enabled(self, run: StateRun, tasks: int) -> list[str]:
         ctl = self.cluster.controller
         live = ctl.live()
         open_ = self.txn is not None and self.txn.open
@@ -112,7 +107,7 @@ class PublishRunner(StateRunner):
             run.history.append(h.Inserted(task))
             before = len(self.published)
             spec = {"execution": task, "task": task, "key": key}
-            txn.send(self.publish.mode, self.cluster.app.tasks[TASK], [spec],
+            txn.send(self.config.mode, self.cluster.app.tasks[TASK], [spec],
                      {"queue": self.worker.queue})  # fmt: skip
             if len(self.published) == before:
                 self.pending += 1
@@ -137,9 +132,8 @@ class PublishRunner(StateRunner):
             self._name(run, self._started(task))
 
     def _cleanup(self) -> None:
-        global _current
         if self.txn is not None and self.txn.open:
             self.txn.rollback()
-        _current = None
+        signals.before_task_publish.disconnect(self._published)
         self.published.clear()
         super()._cleanup()

@@ -1,7 +1,7 @@
 """One delivery scenario: messages, faults and redeliveries on real workers and brokers.
 
-Like the lock runner, it waits for quiescence and offers the enabled moves, sorted and
-named by task, to a chooser. Quiescence here also covers the messages: nothing the
+On the runners' loop (harness/runs/base.py), with a quiescence that also covers
+the messages: nothing the
 broker holds is about to reach a worker that could take it, nothing a worker received
 is about to start, every loss of a pool child has been handled by the main process,
 and every finished execution has had its result stored (and, with acks_late, its
@@ -20,6 +20,9 @@ message acked). Moves:
     drop         cut the active worker's broker connections; it reconnects (fixed
                  claims only)
     ctimeout     RabbitMQ's consumer_timeout passes (a private node; fixed claims only)
+
+(kill-main, term, quit, drop and ctimeout, and the standby's take-over after them,
+are harness/runs/faults.py.)
     vt           Redis: the visibility timeout passes now for every unacked message
 
 With a gate (``DeliveryConfig.gate``, fixed claims only), t1's job is held once inside
@@ -37,17 +40,19 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from harness import accounting
 from harness.cluster import Cluster
-from harness.controller import Execution, natural, play
+from harness.controller import Execution
 from harness.errors import HarnessError
+from harness.ordering import natural
+from harness.runs import faults
+from harness.runs.base import Run, Runner
+from harness.runs.faults import BROKER_POLL
 from harness.workers import Worker, WorkerSpec
 from model import history as h
 from model.config import DeliveryConfig
-
-Chooser = Callable[[list[str]], str]
 
 MAX_KILLS = 2
 MAX_SHUTDOWNS = 1
@@ -55,26 +60,22 @@ MAX_VT = 2
 MAX_MOVES = 400
 # Never reached by itself: a scenario lasts seconds. Only the vt move ages a message.
 VISIBILITY_TIMEOUT = 3600.0
-BROKER_POLL = 0.01  # between looks at a broker queue while a move's effect lands
 WAKE_EVERY = 0.05  # between wakes of the workers' event loops while a settle waits
 
 
 @dataclass
-class DeliveryRun:
+class DeliveryRun(Run):
     config: DeliveryConfig
-    tasks: int
-    history: h.History
-    moves: list[str] = field(default_factory=list)
     order: str = ""
     task_ids: dict[str, str] = field(default_factory=dict)
 
 
-class DeliveryRunner:
+class DeliveryRunner(Runner[DeliveryRun]):
+    max_moves = MAX_MOVES
+    config: DeliveryConfig
+
     def __init__(self, cluster: Cluster, config: DeliveryConfig, allowed: frozenset[str]) -> None:
-        self.cluster = cluster
-        self.config = config
-        self.allowed = allowed
-        self.spec = WorkerSpec(
+        spec = WorkerSpec(
             config.pool, config.concurrency, acks_late=config.acks_late,
             reject_on_worker_lost=config.reject_on_worker_lost, broker=config.broker,
             acks_on_failure=config.acks_on_failure, dedup=config.dedup,
@@ -82,20 +83,24 @@ class DeliveryRunner:
             prefetch=config.prefetch, gates=config.gate is not None, results=config.results,
             consumer_timeout_ms=config.consumer_timeout_ms,
         )  # fmt: skip
-        self.capacity = config.concurrency
+        super().__init__(cluster, config, spec, config.concurrency)
+        self.allowed = allowed
         self.broker = cluster.broker(config.broker, config.consumer_timeout_ms)
 
-    def run(self, tasks: int, choose: Chooser) -> DeliveryRun:
-        cluster, ctl = self.cluster, self.cluster.controller
-        self.worker = cluster.worker(self.spec)
-        cluster.prepare_standby(self.spec)
-        self.queue = self.worker.queue  # the scenario's queue, whoever consumes it
-        ctl.forget_dead()
-        n = cluster.next_example()
-        run = DeliveryRun(self.config, tasks, ctl.begin_example(), order=f"o{n}")
+    def _get_worker(self) -> Worker:
+        worker = super()._get_worker()
+        self.cluster.prepare_standby(self.spec)
+        self.queue = worker.queue  # the scenario's queue, whoever consumes it
+        return worker
+
+    def _new_run(self, tasks: int, n: int, history: h.History) -> DeliveryRun:
+        return DeliveryRun(self.config, tasks, history, order=f"o{n}")
+
+    def _begin(self, run: DeliveryRun, n: int) -> None:
+        ctl = self.cluster.controller
         # Workers are named by role in the example: w1 consumes the queue first, w2
         # takes it over when w1's main process dies, and so on.
-        self._workers = 1
+        self.consumers = 1
         ctl.aliases[self.worker.hostname] = "w1"
         ctl.defer_starts = True  # added at each quiescent point, in task order
         self._counts = {
@@ -106,19 +111,18 @@ class DeliveryRunner:
         self._waiting: str | None = None  # what the last look at quiescence waited for
         self._eta: dict[str, float] = {}  # task id -> when its countdown ends (monotonic)
         self._held_seen: set[str] = set()  # tasks whose Held event is in the history
-        try:
-            self._settle(run)
 
-            def apply(move: str) -> None:
-                self.apply(run, move)
-                self._settle(run)
+    def _before_moves(self, run: DeliveryRun) -> None:
+        self._settle(run)
 
-            play(run.moves, lambda: self.enabled(run, tasks), choose, apply, MAX_MOVES)
-        except BaseException:
-            self._reset()
-            raise
-        finally:
-            ctl.defer_starts = False
+    def _after_error(self) -> None:
+        self._reset()
+
+    def _after_moves(self) -> None:
+        self.cluster.controller.defer_starts = False
+
+    def _end(self, run: DeliveryRun) -> None:
+        cluster, ctl = self.cluster, self.cluster.controller
         for task, tid in run.task_ids.items():
             run.history.append(h.FinalState(task, cluster.state(tid, self.config.results)))
         if self.config.chord:  # the body runs, or is failed, once its header has ended
@@ -130,13 +134,11 @@ class DeliveryRunner:
         for task in run.task_ids:  # one order per task: only its own runs may overlap
             order = f"{run.order}-{task}"
             run.history.append(h.InvoiceCount(order, cluster.effect_count(order)))
-        if ctl.anomalies:
-            raise HarnessError("control channel anomalies: " + "; ".join(ctl.anomalies))
-        return run
 
     # --- what the workers and the broker hold ---------------------------------------
 
-    def _on(self, worker: Worker, ex: Execution) -> bool:
+    def runs_on(self, worker: Worker, ex: Execution) -> bool:
+        """``ex`` runs in a process of ``worker``."""
         proc = self.cluster.controller.procs.get(ex.pid)
         return proc is not None and proc.worker == worker.hostname
 
@@ -173,7 +175,7 @@ class DeliveryRunner:
         for w in list(self.draining):
             if why := self._unsettled_on(w, active=False):
                 return why
-            if any(e.state == "parked" for e in ctl.live() if self._on(w, e)):
+            if any(e.state == "parked" for e in ctl.live() if self.runs_on(w, e)):
                 continue  # still finishing its runs; they move when stepped
             # Exited is not enough: its last reports (the ack of the run it finished)
             # may still be unread. A process's report stream ends after them.
@@ -189,18 +191,17 @@ class DeliveryRunner:
         """The same, for what one worker holds. Only the active worker consumes."""
         ctl = self.cluster.controller
         host = worker.hostname
-        live_here = [e for e in ctl.live() if self._on(worker, e)]
+        live_here = [e for e in ctl.live() if self.runs_on(worker, e)]
         # A job held in a child before it accepts takes that child's slot.
         pending = sum(self._held_on(worker, m.task, "accept") for m in ctl.messages.values())
-        if self.config.broker == "redis":
-            held = sum(m.held_by(host) for m in ctl.messages.values())
-        else:  # AMQP counts every unacked delivery on the channel
-            held = sum(m.outstanding(host) for m in ctl.messages.values())
+        held = accounting.held(ctl.messages.values(), host, self.config.broker)
         spare = self.config.prefetch * self.capacity - held
         for tid, m in ctl.messages.items():
             if active and m.owed() > 0 and worker.alive() and spare > 0:
                 return f"{m.task}: the broker owes a delivery the worker can take"
-            runs = [e for e in ctl.executions.values() if e.task == m.task and self._on(worker, e)]
+            runs = [
+                e for e in ctl.executions.values() if e.task == m.task and self.runs_on(worker, e)
+            ]
             # A delivery the tracer skipped (dedup) took a slot and ended without a run.
             skipped = m.skipped.count(host)
             due_now = tid not in self._eta  # else in the worker's timer: not due yet
@@ -266,7 +267,7 @@ class DeliveryRunner:
             # (AMQP gives a dead holder's messages back at once.)
             return ["vt"] if self._unacked() else []
         moves = [f"step {e.id}" for e in parked] + eta
-        here = [e for e in live if self._on(self.worker, e)]
+        here = [e for e in live if self.runs_on(self.worker, e)]
         free = len(here) < self.capacity or "reserve" in self.allowed
         if self._counts["submit"] < tasks and free:
             moves.append("submit")
@@ -277,7 +278,7 @@ class DeliveryRunner:
             and self._unacked()
         ):
             moves.append("vt")
-        here_parked = [e for e in parked if self._on(self.worker, e)]
+        here_parked = [e for e in parked if self.runs_on(self.worker, e)]
         if "kill" in self.allowed and self._counts["kill"] < MAX_KILLS:
             moves += [f"kill {e.id}" for e in here_parked]
             moves += [f"kill {t}" for t in held]
@@ -297,6 +298,11 @@ class DeliveryRunner:
     # --- applying a move -----------------------------------------------------------------
 
     def apply(self, run: DeliveryRun, move: str) -> None:
+        """Play ``move``, then wait for the system to settle."""
+        self._apply(run, move)
+        self._settle(run)
+
+    def _apply(self, run: DeliveryRun, move: str) -> None:
         ctl = self.cluster.controller
         verb, _, target = move.partition(" ")
         if verb == "submit":
@@ -311,7 +317,7 @@ class DeliveryRunner:
                 "retries": c.retries,
                 "max_retries": c.max_retries, "autoretry": c.autoretry,
             }  # fmt: skip
-            here = [e for e in ctl.live() if self._on(self.worker, e)]
+            here = [e for e in ctl.live() if self.runs_on(self.worker, e)]
             countdown = c.countdown or None
             if countdown:
                 self._eta[tid] = time.monotonic() + c.countdown
@@ -335,21 +341,9 @@ class DeliveryRunner:
         if verb == "eta":
             self._await_eta()
             return
-        if verb == "term":
-            self._counts["term"] += 1
-            self._warm_shutdown(run)
-            return
-        if verb == "quit":
-            self._counts["quit"] += 1
-            self._cold_shutdown(run)
-            return
-        if verb == "drop":
-            self._counts["drop"] += 1
-            self._drop(run)
-            return
-        if verb == "ctimeout":
-            self._counts["ctimeout"] += 1
-            self._consumer_timeout(run)
+        if verb in faults.FAULTS:  # term, quit, drop, ctimeout
+            self._counts[verb] += 1
+            faults.FAULTS[verb](self, run)
             return
         if verb == "vt":
             self._counts["vt"] += 1
@@ -383,7 +377,7 @@ class DeliveryRunner:
                 self._handled[tid] = ctl.messages[tid].handled + 1
         elif verb in ("kill", "kill-main"):
             self._counts["kill"] += 1
-            self._kill_main(run)
+            faults.kill_main(self, run)
         else:
             raise HarnessError(f"unknown move {move!r}")
 
@@ -397,105 +391,6 @@ class DeliveryRunner:
             lambda: time.monotonic() >= due, "the countdowns to pass", timeout=left + 30
         )
         self._eta.clear()
-
-    def _take_over(self, run: DeliveryRun) -> None:
-        """The standby adopts the scenario's queue and becomes the next wK."""
-        ctl = self.cluster.controller
-        self.worker = self.cluster.replace(self.spec, adopt=[self.queue])
-        self._workers += 1
-        alias = ctl.aliases[self.worker.hostname] = f"w{self._workers}"
-        run.history.append(h.Restarted(alias))
-
-    def _warm_shutdown(self, run: DeliveryRun) -> None:
-        """SIGTERM to the active worker's main process: it stops consuming, finishes
-        what runs (as the scenario steps it), acks, gives back what it holds unstarted,
-        and exits. The standby takes the queue over at once."""
-        ctl, worker = self.cluster.controller, self.worker
-        run.history.append(h.Shutdown(ctl.aliases.get(worker.hostname, "?"), "warm"))
-        worker.terminate()
-        self._drain(worker, run)
-
-    def _drain(self, worker: Worker, run: DeliveryRun) -> None:
-        """``worker`` is on its way out, finishing what runs: the settles wait for its
-        exit, and the standby takes the queue over now."""
-        self.draining.append(worker)
-        self.cluster.retire(worker)
-        self._take_over(run)
-
-    def _cold_shutdown(self, run: DeliveryRun) -> None:
-        """SIGQUIT to the active worker's main process: Celery cancels the runs (their
-        children get SIGTERM), stops the pool and exits on its own; this waits for
-        the exit. What the worker held unacked goes back to the broker: RabbitMQ when
-        the connection closes, Redis if the worker's own restore at shutdown finishes
-        (otherwise the entry stays unacked until a ``vt``)."""
-        ctl, worker = self.cluster.controller, self.worker
-        host = worker.hostname
-        run.history.append(h.Shutdown(ctl.aliases.get(host, "?"), "cold"))
-        victims = [e for e in ctl.live() if self._on(worker, e)]
-        worker.quit()
-        # A cancelled prefork run gets SIGTERM, which billiard turns into SystemExit
-        # inside the task: it ends ("done", error) rather than vanishing.
-        ctl.wait(
-            lambda: all(e.state in ("dead", "done") for e in victims), "the cancelled runs to go"
-        )
-        unacked = set(self.broker.unacked_ids()) if self.config.broker == "redis" else set()
-        for tid, m in ctl.messages.items():
-            # Given back by the broker (AMQP) or restored by the worker (Redis).
-            if tid not in unacked:
-                m.closed += m.outstanding(host)
-        if self.config.broker == "amqp":
-            self._await_consumer_gone()
-        self.cluster.retire(worker)
-        self._take_over(run)
-
-    def _drop(self, run: DeliveryRun) -> None:
-        """The active worker loses the broker and reconnects by itself. Its unacked
-        deliveries come back: RabbitMQ requeues a dead connection's at once, and on
-        Redis the worker restores its own as it closes the dead channel (kombu's
-        virtual ``Channel.close``: ``restore_unacked_once``; seen in every run here).
-        The next settle waits for those redeliveries to arrive."""
-        ctl, worker = self.cluster.controller, self.worker
-        run.history.append(h.ConnectionDropped(ctl.aliases.get(worker.hostname, "?")))
-        self.cluster.drop_connection(worker)
-        for m in ctl.messages.values():
-            m.closed += m.outstanding(worker.hostname)
-
-    def _consumer_timeout(self, run: DeliveryRun) -> None:
-        """RabbitMQ's ``consumer_timeout`` passes for the active worker's oldest
-        unacked delivery: the broker closes that channel, dropping its consumer, and
-        requeues what was unacked on it (about the timeout plus one channel tick after
-        the delivery: harness/rabbit.py). Celery 5.7 takes the channel error for an
-        unrecoverable one ("Unrecoverable error: PreconditionFailed", celery #6760):
-        the worker begins a warm shutdown by itself and finishes what runs, so the
-        standby takes the queue over, as after ``term``; the settles wait for the
-        redelivery and for the old worker's exit."""
-        ctl, worker = self.cluster.controller, self.worker
-        run.history.append(h.ConsumerTimedOut(ctl.aliases.get(worker.hostname, "?")))
-        self._await_consumer_gone()
-        for m in ctl.messages.values():
-            m.closed += m.outstanding(worker.hostname)
-        self._drain(worker, run)
-
-    def _kill_main(self, run: DeliveryRun) -> None:
-        ctl, worker = self.cluster.controller, self.worker
-        main = worker.main()
-        run.history.append(h.Killed(ctl.name_of(main)))
-        victims = [e for e in ctl.live() if self._on(worker, e)]
-        worker.kill_main()
-        ctl.wait(lambda: all(e.state == "dead" for e in victims), f"{main.name}'s executions to go")
-        if self.config.broker == "amqp":
-            for m in ctl.messages.values():
-                m.closed += m.outstanding(worker.hostname)
-            self._await_consumer_gone()
-        self._take_over(run)
-
-    def _await_consumer_gone(self) -> None:
-        """RabbitMQ requeues a closed connection's unacked messages when it drops its
-        consumer: wait for that, or the requeue could land after the verdict."""
-        self.cluster.controller.wait(
-            lambda: self.broker.consumers(self.queue) == 0,
-            "RabbitMQ to drop the gone worker's consumer", poll=BROKER_POLL,
-        )  # fmt: skip
 
     def _reset(self) -> None:
         """After a harness error: no leftovers for the next example."""
