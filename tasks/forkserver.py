@@ -98,8 +98,12 @@ def serve(path: str) -> None:
     _preload()
     signal.signal(signal.SIGCHLD, _reap)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(path)
+    # bind() creates the file before listen() accepts: a client that waits for the
+    # file could connect in between and be refused. Listen on a private name, then
+    # rename it into place (atomic), so the path exists only once it accepts.
+    server.bind(f"{path}.tmp")
     server.listen(8)
+    os.rename(f"{path}.tmp", path)
     print("ready", flush=True)
     while True:
         conn, _ = server.accept()
