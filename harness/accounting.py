@@ -38,8 +38,8 @@ class Message:
         redelivered Redis message keeps its tag, so any ack or reject of one delivery
         uncounts them all (kombu/transport/virtual/base.py ``QoS.can_consume``). The
         last call on a tag decides, in the order the worker made the calls (its
-        reports arrive on several connections, in any order: tasks/app.py
-        ``_QosOrder``)."""
+        reports arrive on several connections, in any order:
+        tasks/patches/qos_order.py)."""
         mine = [e for e in self.log if e[1] == worker]
         if all(e[3] is not None for e in mine):
             mine.sort(key=lambda e: e[3] or 0)

@@ -266,7 +266,7 @@ class Cluster:
 
     def wake(self, worker: Worker) -> None:
         """Make ``worker``'s event loop look at its work now: what it has ready (a
-        deferred ack), due timers, a shutdown asked for (tasks/app.py ``wake``)."""
+        deferred ack), due timers, a shutdown asked for (tasks/agent.py ``wake``)."""
         try:
             main = worker.main()
         except HarnessError:

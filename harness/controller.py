@@ -62,7 +62,7 @@ class Execution:
 
 @dataclass
 class Gate:
-    """A job held at a gate inside Celery's pool (tasks/app.py ``_gates``)."""
+    """A job held at a gate inside Celery's pool (tasks/patches/gates.py)."""
 
     task: str
     name: str  # accept (in the child) | accepted (in the main process)

@@ -170,7 +170,7 @@ class DeliveryConfig:
     cancel_on_loss: bool = False
     countdown: float = 0.0  # apply_async(countdown=...): the worker holds it unacked
     chord: bool = False  # each task is the one header task of a chord (its body: chord(tN))
-    # Hold t1's job once at a gate inside the prefork pool (tasks/app.py ``_gates``):
+    # Hold t1's job once at a gate inside the prefork pool (tasks/patches/gates.py):
     # "accept" (in the child, before it tells the parent) or "accepted" (in the main
     # process, before it acks). Fixed semantics claims only.
     gate: str | None = None

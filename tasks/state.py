@@ -19,7 +19,7 @@ from tasks import points
 
 values: dict[str, int] = {}
 # The default of a key nothing wrote in this process: 0 as imported, or what a
-# worker_process_init handler set (``Settings.state_init``, tasks/app.py).
+# worker_process_init handler set (``Settings.state_init``, tasks/app.py installs it).
 default = 0
 # One lock per process, as a module global: what a user reaches for to make
 # ``value += 1`` safe.

@@ -26,7 +26,7 @@ are harness/runs/faults.py.)
     vt           Redis: the visibility timeout passes now for every unacked message
 
 With a gate (``DeliveryConfig.gate``, fixed claims only), t1's job is held once inside
-the prefork pool (tasks/app.py ``_gates``): ``accept`` in the child that read it,
+the prefork pool (tasks/patches/gates.py): ``accept`` in the child that read it,
 before it tells the parent; ``kill t1`` then kills that child. ``accepted`` in the
 main process, before it acks; the run goes on in the child.
 
