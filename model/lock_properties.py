@@ -187,3 +187,13 @@ def expected(config: LockConfig, prop: str) -> Prediction:
 def why(config: LockConfig, prop: str) -> str:
     """The one-line reason for ``expected(config, prop)``, for the findings report."""
     return _rule(config, prop)[1]
+
+
+def eager_rule() -> tuple[Prediction, str]:
+    """Any lock under ``task_always_eager``: each task runs inline to its end before the
+    next is sent, so no two ever hold it at once."""
+    return "holds", (
+        "task_always_eager: each task runs inline to its end before the next is sent "
+        "(celery/app/task.py apply), so no two ever hold the lock at once, whatever "
+        "the lock"
+    )

@@ -28,11 +28,6 @@ from properties.outcome import Failure
 from properties.scenario import Line, StateScenario
 
 LOCK_TASKS = 3  # eager lock runs: enough for a second and third task to find the lock
-LOCK_WHY = (
-    "task_always_eager: each task runs inline to its end before the next is sent "
-    "(celery/app/task.py apply), so no two ever hold the lock at once, whatever "
-    "the lock"
-)
 
 
 @dataclass
@@ -82,7 +77,9 @@ class EagerArea(Area[EagerConfig]):
         return run_eagerly(prop, config, moves)
 
     def predict(self, config: EagerConfig, prop: str) -> tuple[Prediction, str]:
-        return "holds", LOCK_WHY if config.kind == "lock" else state_properties.eager_why(prop)
+        if config.kind == "lock":
+            return lock_properties.eager_rule()
+        return state_properties.eager_verdict(prop), state_properties.eager_why(prop)
 
     def violations(self, config: EagerConfig, prop: str, events: Sequence[h.Event]) -> Found:
         if config.kind == "lock":

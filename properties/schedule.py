@@ -7,19 +7,21 @@ for one (``harness`` runners' ``run(tasks, choose)``). Hypothesis is one chooser
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from hypothesis import strategies as st
 
-Chooser = Callable[[list[str]], str]
+from harness.runs.base import Chooser
 
 # Per example, how often the scheduler switches executions and injects faults: 1 in
 # 2**k moves. Swarm testing (Groce et al., ISSTA 2012): examples differ in *kind*, so
 # some run one execution deep into its critical section and others interleave finely.
 SWITCHING = st.integers(min_value=0, max_value=3)
 FAULTS = st.integers(min_value=1, max_value=4)
-# Moves that only let the scenario go on; everything else is a fault.
-CALM = ("submit", "step", "resume", "commit")
+# Moves that only let the scenario go on; everything else is a fault to the scheduler.
+PROGRESS = ("submit", "step", "resume")
+# The simplest finish may also commit a sender's transaction.
+CALM = (*PROGRESS, "commit")
 
 
 def _one_in(data: st.DataObject, k: int) -> bool:
@@ -42,7 +44,7 @@ class Scheduler:
         self.current: str | None = None
 
     def __call__(self, enabled: list[str]) -> str:
-        calm = [m for m in enabled if m.startswith(("submit", "step", "resume"))]
+        calm = [m for m in enabled if m.startswith(PROGRESS)]
         faults = [m for m in enabled if m not in calm]
         if faults and (not calm or _one_in(self.data, self.faults)):
             return self.data.draw(st.sampled_from(faults))
