@@ -103,7 +103,7 @@ class DeliveryArea(Area[DeliveryConfig]):
         return profiles.DELIVERY_EXAMPLES
 
     def shrink(self, expected: str) -> int:
-        return profiles.shrink_seconds(expected, delivery=True)
+        return profiles.shrink_calls(expected, delivery=True)
 
     def config_row(self, prop: str, config: DeliveryConfig) -> dict[str, Any]:
         """The config, and the fault moves the property's scenarios may contain."""

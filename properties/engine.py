@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from harness.cluster import Cluster
 from model import history as h
 from model.verdict import Prediction
-from properties import profiles
+from properties import profiles, shrinking
 from properties.outcome import Failure, Outcome, verdict_of
 from properties.scenario import Line
 from properties.schedule import Chooser, exact, schedule
@@ -96,7 +96,7 @@ class Area(Generic[C]):
         return None
 
     def shrink(self, expected: str) -> int:
-        return profiles.shrink_seconds(expected)
+        return profiles.shrink_calls(expected)
 
     def config_row(self, prop: str, config: C) -> dict[str, Any]:
         return config.as_dict()  # type: ignore[attr-defined]
@@ -167,7 +167,8 @@ def hypothesis_test(
     """``one`` as a Hypothesis test: no deadline (real workers), one failure reported,
     and its own example-database entry per ``digest`` (property and config), not one
     shared by all. ``examples``: max_examples per profile, else the profile's own;
-    ``shrink``: seconds Hypothesis may shrink a failure, else the profile's bound.
+    ``shrink``: scenarios Hypothesis may run to shrink a failure
+    (properties/shrinking.py), else the profile's bound.
 
     A derandomized profile (ci) seeds each search from ``digest`` alone: Hypothesis
     would seed it from the test function's source text (``function_digest``), so any
@@ -197,15 +198,8 @@ def hypothesis_test(
         test = seed(int.from_bytes(hashlib.sha256(digest.encode()).digest()[:8], "big"))(test)
 
     def bounded() -> None:
-        from hypothesis.internal.conjecture import engine
-
-        before = engine.MAX_SHRINKING_SECONDS
-        if shrink is not None:
-            engine.MAX_SHRINKING_SECONDS = shrink
-        try:
+        with shrinking.bounded(profiles.shrink_calls("holds") if shrink is None else shrink):
             test()
-        finally:
-            engine.MAX_SHRINKING_SECONDS = before
 
     return bounded
 

@@ -106,7 +106,7 @@ def _check_lock(lock: str) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    profiles.bound_shrinking(config.getoption("hypothesis_profile", default=None) or "default")
+    profiles.activate(config.getoption("hypothesis_profile", default=None) or "default")
     for lock in config.getoption("lock", default=[]) or []:
         _check_lock(lock)
     for effect in config.getoption("effect", default=[]) or []:
@@ -120,8 +120,8 @@ _SHRINK_WARNING = "WARNING: Hypothesis has spent more than five minutes working 
 @pytest.fixture(autouse=True)
 def _shrink_bound_worded() -> Iterator[None]:
     """Hypothesis words its shrink-deadline warning as "more than five minutes" whatever
-    the deadline (hypothesis/internal/conjecture/engine.py); the bounded profiles stop
-    after seconds (properties/profiles.py), so say what happened."""
+    the deadline (hypothesis/internal/conjecture/engine.py); here the deadline is only
+    the net behind the call budget (properties/shrinking.py), so say what happened."""
     from hypothesis import reporting
     from hypothesis.internal.conjecture import engine
 
@@ -130,9 +130,9 @@ def _shrink_bound_worded() -> Iterator[None]:
     def reworded(value: object) -> None:
         if isinstance(value, str) and value.startswith(_SHRINK_WARNING):
             value = (
-                f"Shrinking stopped at this profile's bound ({engine.MAX_SHRINKING_SECONDS} s, "
-                "properties/profiles.py): the counterexample below is the smallest found "
-                "by then."
+                f"Shrinking stopped at the suite's time net ({engine.MAX_SHRINKING_SECONDS} s, "
+                "properties/shrinking.py), before its call budget: the counterexample "
+                "below is the smallest found by then, and a slower machine may stop earlier."
             )
         outer(value)
 

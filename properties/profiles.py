@@ -20,17 +20,17 @@ from hypothesis.database import (
 
 PROFILES = ("dev", "ci", "nightly")
 
-# Seconds Hypothesis may spend shrinking one failure. Its own cap is 300 s
-# (hypothesis/internal/conjecture/engine.py MAX_SHRINKING_SECONDS); on real workers a
-# shrink step costs a whole scenario, so the bounded profiles stop earlier and report
-# the smallest counterexample found by then.
-SHRINK_SECONDS = {"dev": 30, "ci": 10, "nightly": 300}
+# Scenarios Hypothesis may run to shrink one failure (properties/shrinking.py: a count,
+# not seconds, so the counterexample a row reports does not depend on the machine's
+# speed). On real workers a shrink step costs a whole scenario (0.3-1 s), so the
+# bounded profiles stop early and report the smallest counterexample found by then.
+SHRINK_CALLS = {"dev": 60, "ci": 20, "nightly": 600}
+DELIVERY_SHRINK_CALLS = {"dev": 30, "ci": 15, "nightly": 600}
 # ci, on a violation the model predicts: the verdict is the answer the row wanted, and
-# more shrinking would only polish the counterexample in findings-ci.json (in the
-# measured ci run most of such a row's time). A violation nobody predicted (a
-# disagreement, a plug-in's) keeps the full budget: someone has to read it. The suite
-# (dev) and nightly shrink every violation fully.
-PREDICTED_SHRINK_SECONDS = {"ci": 2}
+# more shrinking would only polish the counterexample in findings-ci.json. A violation
+# nobody predicted (a disagreement, a plug-in's) keeps the full budget: someone has to
+# read it. The suite (dev) and nightly shrink every violation fully.
+PREDICTED_SHRINK_CALLS = {"ci": 6}
 
 
 # Examples per lock property run. ci plays 10: with 20, the search found each
@@ -41,7 +41,6 @@ LOCK_EXAMPLES = {"dev": 25, "ci": 10, "nightly": 400}
 # Examples per delivery property run: a delivery scenario costs more than a lock one
 # (a killed main process means a worker taking over, a vt move a restore scan).
 DELIVERY_EXAMPLES = {"dev": 15, "ci": 10, "nightly": 200}
-DELIVERY_SHRINK_SECONDS = {"dev": 20, "ci": 8, "nightly": 300}
 # Module-state scenarios are short (one to four tasks, a few points each).
 STATE_EXAMPLES = {"dev": 30, "ci": 25, "nightly": 300}
 # With kills a violation needs a write, a kill after it and a later read: rarer draws.
@@ -51,19 +50,17 @@ STATE_KILL_EXAMPLES = {"dev": 80, "ci": 40, "nightly": 500}
 active = "default"
 
 
-def shrink_seconds(expected: str, delivery: bool = False) -> int:
+def shrink_calls(expected: str, delivery: bool = False) -> int:
     """The shrink budget of one search, given what the model predicts for it."""
-    if expected == "violated" and active in PREDICTED_SHRINK_SECONDS:
-        return PREDICTED_SHRINK_SECONDS[active]
-    return (DELIVERY_SHRINK_SECONDS if delivery else SHRINK_SECONDS).get(active, 300)
+    if expected == "violated" and active in PREDICTED_SHRINK_CALLS:
+        return PREDICTED_SHRINK_CALLS[active]
+    return (DELIVERY_SHRINK_CALLS if delivery else SHRINK_CALLS).get(active, 600)
 
 
-def bound_shrinking(profile: str) -> None:
-    from hypothesis.internal.conjecture import engine
-
+def activate(profile: str) -> None:
+    """The profile the searches' budgets follow (pytest's ``--hypothesis-profile``)."""
     global active
     active = profile
-    engine.MAX_SHRINKING_SECONDS = SHRINK_SECONDS.get(profile, 300)
 
 
 def example_database() -> ExampleDatabase | None:

@@ -103,10 +103,53 @@ def test_predicted_violations_shrink_briefly_in_ci_only() -> None:
     was = profiles.active
     try:
         profiles.active = "ci"
-        assert profiles.shrink_seconds("violated") == profiles.PREDICTED_SHRINK_SECONDS["ci"]
-        assert profiles.shrink_seconds("holds") == profiles.SHRINK_SECONDS["ci"]
-        assert profiles.shrink_seconds("unknown", delivery=True) == 8
+        assert profiles.shrink_calls("violated") == profiles.PREDICTED_SHRINK_CALLS["ci"]
+        assert profiles.shrink_calls("holds") == profiles.SHRINK_CALLS["ci"]
+        assert profiles.shrink_calls("unknown", delivery=True) == 15
         profiles.active = "dev"
-        assert profiles.shrink_seconds("violated") == profiles.SHRINK_SECONDS["dev"]
+        assert profiles.shrink_calls("violated") == profiles.SHRINK_CALLS["dev"]
     finally:
         profiles.active = was
+
+
+def _shrink_run(budget: int) -> tuple[int, int]:
+    """Shrink a failure of ``n >= 1000`` under a call budget: (calls after the first
+    failure, the value reported)."""
+    from hypothesis import strategies as st
+
+    from properties.outcome import Failure
+
+    tally = Tally()
+    seen: list[int] = []
+
+    class _Sc:
+        prop = "p"
+
+    def one(data: st.DataObject) -> None:
+        n = data.draw(st.integers(0, 10**6))
+        seen.append(n)
+        if n >= 1000:
+            raise Failure("invariant violated", _Sc(), None, [str(n)], [])
+
+    with pytest.raises(Failure) as caught:
+        hypothesis_test(one, "shrink-budget", {profiles.active: 200}, tally, shrink=budget)()
+    assert tally.first_failure is not None
+    return tally.calls - tally.first_failure, int(caught.value.lines[0])
+
+
+def test_shrinking_stops_after_its_calls_and_repeats() -> None:
+    """The budget counts scenarios, not seconds: the same budget reports the same
+    counterexample every time; a larger one shrinks further."""
+    from hypothesis import settings
+
+    was = settings.get_current_profile_name()
+    settings.register_profile("shrink-test", derandomize=True, database=None)
+    settings.load_profile("shrink-test")
+    try:
+        calls, small = _shrink_run(3)
+        assert calls <= 3 + 1  # the budget, and Hypothesis's final replay of the result
+        assert _shrink_run(3) == (calls, small)
+        _, smaller = _shrink_run(200)
+        assert smaller == 1000 and small > smaller
+    finally:
+        settings.load_profile(was)
