@@ -30,7 +30,7 @@ DELIVERY_SHRINK_CALLS = {"dev": 30, "ci": 15, "nightly": 600}
 # more shrinking would only polish the counterexample in findings-ci.json. A violation
 # nobody predicted (a disagreement, a plug-in's) keeps the full budget: someone has to
 # read it. The suite (dev) and nightly shrink every violation fully.
-PREDICTED_SHRINK_CALLS = {"ci": 6}
+PREDICTED_SHRINK_CALLS = {"ci": 3}
 
 
 # Examples per lock property run. ci plays 10: with 20, the search found each
