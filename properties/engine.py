@@ -30,15 +30,9 @@ from properties.timeline import render
 C = TypeVar("C")
 
 
-class Run(Protocol):
-    """What every runner returns: the scenario's size, its moves and its history."""
-
-    tasks: int
-    moves: list[str]
-    history: h.History
-
-
 class Runner(Protocol):
+    """What plays examples: ``run`` returns the scenario's size, moves and history."""
+
     def run(self, tasks: int, choose: Chooser) -> Any: ...
 
 
