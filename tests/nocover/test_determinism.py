@@ -11,6 +11,7 @@ import pytest
 
 from harness.cluster import Cluster
 from model import history as h
+from model.config import LockConfig
 from properties.locks import AREA
 from properties.scenario import Scenario
 from properties.schedule import ReplayDiverged
@@ -59,3 +60,28 @@ def test_a_move_that_is_not_enabled_is_a_divergence(cluster: Cluster) -> None:
         AREA.replay(cluster, scenario)
     # ...and the workers are left idle for whatever runs next.
     assert not cluster.controller.live()
+
+
+def _lowest_first(enabled: list[str]) -> str:
+    """Submit while there is a task to submit, else step the lowest execution."""
+    return "submit" if "submit" in enabled else enabled[0]
+
+
+def test_a_cold_script_cache_replays_like_a_warm_one(cluster: Cluster) -> None:
+    """A Lua lock's first release on a server whose script cache is empty takes redis-py's
+    NoScriptError path (EVALSHA, SCRIPT LOAD, EVALSHA). The cache outlives an example, so
+    if that path were three points a search's first run and its replay would see other
+    moves (the check-lock flake of issue 15)."""
+    import redis
+
+    config = LockConfig("examples.locks.redis_set_nx_px:make_lock", "prefork", 2)
+    runner = AREA.runner(cluster, config, "mutual-exclusion")
+    server = redis.Redis.from_url(cluster.env["SUITE_CACHE_REDIS_URL"])
+    histories = []
+    for _ in range(2):
+        server.script_flush()
+        cold = runner.run(2, _lowest_first)
+        warm = runner.run(2, _lowest_first)
+        histories += [_normal(cold.history.events), _normal(warm.history.events)]
+    assert any("EVALSHA" in e for e in histories[0])
+    assert all(hist == histories[0] for hist in histories[1:])
