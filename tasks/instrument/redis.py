@@ -26,10 +26,9 @@ Where redis-py sends commands (redis 8.1, redis/client.py):
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any, ClassVar, cast
-
-import threading
 
 import redis
 from redis.exceptions import NoScriptError
