@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from properties import report_page
 from properties.claims import UNTESTED, ClaimResult
 from properties.outcome import Outcome
 
@@ -30,6 +31,7 @@ class Findings:
         if self.claims:  # the reference rows no run checks, with the reason
             rows += [u.row() for u in UNTESTED]
         self.path.write_text(json.dumps(rows, indent=2) + "\n")
+        report_page.write_page(rows, report_page.page_path(self.path))
 
     def table(self) -> str:
         head = ("property", "config", "model says", "verdict", "examples", "found at", "s")
