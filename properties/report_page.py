@@ -34,7 +34,8 @@ VERDICT_CLASS = {
 
 # Timeline geometry (px). Text is monospace, so a line's width is its length.
 CHAR, PAD, ROW, HEAD, GUTTER = 6.6, 14, 22, 44, 44
-LANE_MIN, LANE_MAX = 130, 440
+LANE_MIN, LANE_MAX, GAP = 120, 260, 8  # cut wider text: the full text is in its tooltip
+FIT = 1240  # shrink the lanes toward this total width, so a wide page needs no scrolling
 
 
 def page_path(json_path: Path) -> Path:
@@ -197,10 +198,13 @@ def timeline(lanes: list[Any]) -> dict[str, Any] | None:
     for e in events:
         chars = len(_box_text(e)) * CHAR + PAD
         widths[e["lane"]] = max(widths[e["lane"]], min(LANE_MAX, chars))
+    room = FIT - GUTTER - GAP * len(names)
+    if (total := sum(widths.values())) > room:
+        widths = {n: max(float(LANE_MIN), w * room / total) for n, w in widths.items()}
     columns, x = {}, float(GUTTER)
     for name in names:
         columns[name] = {"name": name, "title": _lane_title(name), "x": x, "w": widths[name]}
-        x += widths[name] + 8
+        x += widths[name] + GAP
     boxes = []
     for k, e in enumerate(events):
         col = columns[e["lane"]]
@@ -269,6 +273,7 @@ def _bars(rows: list[dict[str, Any]], key: str, xlabel: str, salt: str) -> str |
     import matplotlib  # lazy: a second of import time only when a page is written
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
     from matplotlib.ticker import MaxNLocator
 
     # Fixed hash salt: the same rows give the same SVG, and each plot its own ids.
@@ -280,7 +285,13 @@ def _bars(rows: list[dict[str, Any]], key: str, xlabel: str, salt: str) -> str |
         values = [r[key] for r in rows]
         ax.barh(range(len(rows)), values, color=[_COLOURS.get(r["css"], "#757575") for r in rows])
         ax.set_yticks(range(len(rows)), labels, fontsize=7)
+        ax.margins(y=0.5 / len(rows))
         ax.invert_yaxis()  # the table's order, top to bottom
+        seen = {r["css"]: r["verdict"] for r in rows}
+        ax.legend(
+            handles=[Patch(color=_COLOURS.get(css, "#757575"), label=v) for css, v in seen.items()],
+            fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False,
+        )  # fmt: skip
         ax.set_xlabel(xlabel)
         ax.xaxis.set_major_locator(MaxNLocator(integer=key == "found_at_n"))
         ax.grid(axis="x", alpha=0.3)

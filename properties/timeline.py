@@ -139,7 +139,7 @@ def _kind(e: h.Event) -> str:
 
 def _lane(e: h.Event, who: str, where: dict[str, str]) -> str:
     """The process an event happened in or to: an execution's process, a fault's
-    target, the worker that received or held a message; else the global lane."""
+    target, the worker that received, held or forked; else the global lane."""
     if who != "-":
         return getattr(e, "process", None) or where.get(who, who)
     match e:
@@ -153,8 +153,8 @@ def _lane(e: h.Event, who: str, where: dict[str, str]) -> str:
             return w
         case h.Restarted(worker=w):
             return w
-        case h.ChildReplaced(new=n):
-            return n
+        case h.ChildReplaced(new=n):  # the main process forks it
+            return n.split(".")[0]
     return GLOBAL
 
 

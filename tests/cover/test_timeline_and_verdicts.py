@@ -96,3 +96,5 @@ def test_lanes_put_each_event_in_its_process_with_the_terminal_text() -> None:
     assert rows[3]["who"] == "t1" and rows[0]["who"] == ""
     for row, line in zip(rows, terminal, strict=True):
         assert line.endswith(row["text"]) and row["index"] == int(line[2:6])
+    respawn = lanes([h.Killed("w1.c2"), h.ChildReplaced("w1.c2", "w1.c2'")])
+    assert [r["lane"] for r in respawn] == ["w1.c2", "w1"]  # the main process forks it
