@@ -34,7 +34,7 @@ VERDICT_CLASS = {
 
 # Timeline geometry (px). Text is monospace, so a line's width is its length.
 CHAR, PAD, ROW, HEAD, GUTTER = 6.6, 14, 22, 44, 44
-LANE_MIN, LANE_MAX, GAP = 120, 260, 8  # cut wider text: the full text is in its tooltip
+LANE_MIN, LANE_MAX, GAP = 120, 340, 8  # cut wider text: the full text is in its tooltip
 FIT = 1240  # shrink the lanes toward this total width, so a wide page needs no scrolling
 
 
@@ -198,9 +198,8 @@ def timeline(lanes: list[Any]) -> dict[str, Any] | None:
     for e in events:
         chars = len(_box_text(e)) * CHAR + PAD
         widths[e["lane"]] = max(widths[e["lane"]], min(LANE_MAX, chars))
-    room = FIT - GUTTER - GAP * len(names)
-    if (total := sum(widths.values())) > room:
-        widths = {n: max(float(LANE_MIN), w * room / total) for n, w in widths.items()}
+    cap = _cap(list(widths.values()), FIT - GUTTER - GAP * len(names))
+    widths = {n: min(w, cap) for n, w in widths.items()}
     columns, x = {}, float(GUTTER)
     for name in names:
         columns[name] = {"name": name, "title": _lane_title(name), "x": x, "w": widths[name]}
@@ -237,6 +236,19 @@ def timeline(lanes: list[Any]) -> dict[str, Any] | None:
         "row": ROW,
         "marked": sum(1 for b in boxes if b["marked"]),
     }
+
+
+def _cap(widths: list[float], room: float) -> float:
+    """The widest a lane may be for all of them to fit in ``room``: only the widest
+    lanes are cut, all to one width, never below LANE_MIN."""
+    if sum(widths) <= room:
+        return float(LANE_MAX)
+    ordered = sorted(widths)
+    for k, w in enumerate(ordered):  # lanes narrower than ``w`` keep their width
+        cap = (room - sum(ordered[:k])) / (len(ordered) - k)
+        if cap <= w:
+            return max(float(LANE_MIN), cap)
+    return float(LANE_MAX)
 
 
 def _box_text(e: dict[str, Any]) -> str:
@@ -293,7 +305,8 @@ def _bars(rows: list[dict[str, Any]], key: str, xlabel: str, salt: str) -> str |
             fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False,
         )  # fmt: skip
         ax.set_xlabel(xlabel)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=key == "found_at_n"))
+        if key == "found_at_n":  # a count of examples: whole ticks
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(axis="x", alpha=0.3)
         ax.spines[["top", "right"]].set_visible(False)
         buf = io.StringIO()

@@ -10,7 +10,7 @@ import pytest
 
 from properties.findings import Findings
 from properties.outcome import Outcome
-from properties.report_page import page_path, render_page, timeline, write_page
+from properties.report_page import FIT, LANE_MIN, page_path, render_page, timeline, write_page
 from tests.cover.findings_rows import LOCK, LOCK_EVENTS, MARKED, lock_failure, rows
 
 
@@ -117,3 +117,15 @@ def test_findings_write_puts_the_page_next_to_the_json(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "reports" / "findings.json").read_text())[0]["area"] == "locks"
     assert "cx-row-0" in (tmp_path / "reports" / "findings.html").read_text()
     assert page_path(Path("r/f.html")) == Path("r/f.html.html")
+
+
+def test_wide_timelines_cut_only_their_widest_lanes_to_fit() -> None:
+    long = "x" * 80
+    lanes = [{"lane": f"w{i}", "text": long if i < 6 else "short"} for i in range(7)]
+    t = timeline(lanes)
+    assert t is not None and t["width"] <= FIT
+    widths = {lane["name"]: lane["w"] for lane in t["lanes"]}
+    assert widths["w6"] == LANE_MIN and len({widths[f"w{i}"] for i in range(6)}) == 1
+    assert widths["w0"] > LANE_MIN
+    assert all(b["text"].endswith("…") and b["full"] == long for b in t["boxes"][:6])
+    assert t["boxes"][6]["text"] == "short"
