@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +48,12 @@ def write_page(rows: list[dict[str, Any]], path: Path) -> None:
     path.write_text(render_page(rows))
 
 
-def render_page(rows: Iterable[Any]) -> str:
-    rows = list(rows) if isinstance(rows, Iterable) else []
+def render_page(rows: Any) -> str:
+    """The page of ``rows``; anything that is not a list of objects counts as unreadable."""
     outcomes: list[dict[str, Any]] = []
     claims: list[dict[str, Any]] = []
-    unreadable = 0
-    for row in rows:
+    unreadable = 0 if isinstance(rows, list) else 1
+    for row in rows if isinstance(rows, list) else []:
         if not isinstance(row, dict):
             unreadable += 1
         elif "claim" in row:
@@ -293,7 +292,8 @@ def _bars(rows: list[dict[str, Any]], key: str, xlabel: str, salt: str) -> str |
         fig = Figure(figsize=(8, 0.9 + 0.24 * len(rows)), layout="constrained")
         FigureCanvasAgg(fig)
         ax = fig.add_subplot()
-        labels = [f"{r['property']}  {r['label']}" for r in rows]
+        # "$" would start matplotlib's mathtext.
+        labels = [f"{r['property']}  {r['label']}".replace("$", r"\$") for r in rows]
         values = [r[key] for r in rows]
         ax.barh(range(len(rows)), values, color=[_COLOURS.get(r["css"], "#757575") for r in rows])
         ax.set_yticks(range(len(rows)), labels, fontsize=7)

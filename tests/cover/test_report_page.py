@@ -106,6 +106,8 @@ def test_no_failure_no_rows_and_bad_rows_still_render(tmp_path: Path) -> None:
     assert "2 rows of the report could not be read" in bad
     assert bad.count('class="filterable v-unknown"') == 3
     assert timeline([None, {"text": "no lane"}]) is None
+    assert "1 row of the report could not be read" in render_page({"not": "a list"})
+    assert "<svg" in render_page([{"property": "$p", "label": "a$b", "seconds": 1.0}])
 
 
 def test_findings_write_puts_the_page_next_to_the_json(tmp_path: Path) -> None:
