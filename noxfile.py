@@ -71,11 +71,13 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def suite(session: nox.Session) -> None:
-    """The main job: every property on the full matrix; writes reports/findings.json."""
+    """The main job: every area's rows on the ``ci`` selection under the dev profile,
+    with progress; writes reports/findings.json. ``-- --matrix full`` runs every config."""
     _install(session)
     _pytest(
-        session, "tests/properties", "-q", "--matrix", "full", "--hypothesis-profile", _profile(),
-        "--findings", "reports/findings.json", *session.posargs,
+        session, "tests/properties", "-q", "--matrix", "ci", "--hypothesis-profile", _profile(),
+        "--findings", "reports/findings.json", "--progress", "-o", "console_output_style=classic",
+        *session.posargs,
     )  # fmt: skip
 
 

@@ -66,7 +66,10 @@ def test_table_json_and_assertion_read_one_rule(tmp_path: Path) -> None:
     JSON row and the table's mark; a built-in that agrees is unmarked."""
     broken = _outcome("m:f", "mutual-exclusion", "unknown", "violated")
     agrees = _outcome("cookbook-locmem", "mutual-exclusion", "violated", "violated")
-    report = Findings(tmp_path / "f.json", [broken, agrees])
+    report = Findings(tmp_path / "f.json")
+    for o in (broken, agrees):
+        report.add(o)
+    report.receive(report.take(0))
     assert not broken.passed and broken.row()["passed"] is False
     assert broken.row()["reason"] == "broken"
     assert agrees.passed and agrees.row()["passed"] is True
