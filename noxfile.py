@@ -58,12 +58,14 @@ def _pytest(session: nox.Session, *args: str) -> None:
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """Unit tests, harness tests, and every property on the ci matrix (ci profile)."""
-    _install(session)
+    """Unit tests, harness tests, and every property on the ci matrix (ci profile).
+    The browser extra: the findings page's Chromium test (tests/nocover)."""
+    _install(session, "browser")
     _pytest(session, "tests/cover", "tests/nocover", "-q", *session.posargs)
     _pytest(
         session, "tests/properties", "-q", "--matrix", "ci", "--hypothesis-profile", "ci",
-        "--findings", "reports/findings-ci.json", *session.posargs,
+        "--findings", "reports/findings-ci.json", "--junitxml=reports/junit-ci.xml",
+        *session.posargs,
     )  # fmt: skip
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from properties import report_page
 from properties.claims import UNTESTED, ClaimResult
 from properties.outcome import Outcome
 
@@ -90,6 +91,7 @@ class Findings:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         rows = self.rows()
         self.path.write_text(json.dumps(rows, indent=2) + "\n")
+        report_page.write_page(rows, report_page.page_path(self.path))
 
     def table(self) -> str:
         rows = [e.cells for e in self.outcomes]
