@@ -61,9 +61,15 @@ def tests(session: nox.Session) -> None:
     """Unit tests, harness tests, and every property on the ci matrix (ci profile).
     The browser extra: the findings page's Chromium test (tests/nocover)."""
     _install(session, "browser")
-    _pytest(session, "tests/cover", "tests/nocover", "-q", *session.posargs)
+    # Two xdist workers, each with its own servers and celery workers: most of a row's
+    # time is spent waiting on a round trip, so two rows share the 2 cores well. A test
+    # file stays on one worker (--dist loadfile): the rows before a row are the same
+    # every run, and the files balance (locks + state + claims against delivery +
+    # examples).
+    _pytest(session, "tests/cover", "tests/nocover", "-q", "-n", "2", *session.posargs)
     _pytest(
         session, "tests/properties", "-q", "--matrix", "ci", "--hypothesis-profile", "ci",
+        "-n", "2", "--dist", "loadfile", "--progress", "-o", "console_output_style=classic",
         "--findings", "reports/findings-ci.json", "--junitxml=reports/junit-ci.xml",
         *session.posargs,
     )  # fmt: skip
