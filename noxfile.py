@@ -82,8 +82,8 @@ def suite(session: nox.Session) -> None:
     _install(session)
     _pytest(
         session, "tests/properties", "-q", "--matrix", "ci", "--hypothesis-profile", _profile(),
-        "--findings", "reports/findings.json", "--progress", "-o", "console_output_style=classic",
-        *session.posargs,
+        "-n", "2", "--dist", "loadfile", "--progress", "-o", "console_output_style=classic",
+        "--findings", "reports/findings.json", *session.posargs,
     )  # fmt: skip
 
 

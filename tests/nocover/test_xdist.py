@@ -23,8 +23,15 @@ def _pytest(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         [sys.executable, "-m", "pytest", "tests/properties/test_state.py", "-q",
          "-p", "no:cacheprovider", "--matrix", "ci", "--hypothesis-profile", "ci", *args],
         cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
-        env=env or {k: v for k, v in os.environ.items() if not k.startswith("SUITE_")},
+        env={**_clean_env(), **(env or {})},
     )  # fmt: skip
+
+
+def _clean_env() -> dict[str, str]:
+    """This process's environment without its cluster's URLs (a cluster sets them) or
+    the xdist worker it may itself run in."""
+    drop = ("SUITE_", "PYTEST_XDIST")
+    return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
 
 
 def test_two_xdist_workers_write_one_report(tmp_path: Path) -> None:
@@ -44,8 +51,7 @@ def test_two_xdist_workers_write_one_report(tmp_path: Path) -> None:
 
 
 def test_a_shared_server_url_is_refused_under_xdist() -> None:
-    env = {**os.environ, "SUITE_BROKER_URL": "redis://127.0.0.1:6379/0"}
-    done = _pytest("-n", "2", "-k", ROWS, env=env)
+    done = _pytest("-n", "2", "-k", ROWS, env={"SUITE_BROKER_URL": "redis://127.0.0.1:6379/0"})
     assert done.returncode == 4, done.stdout[-2000:] + done.stderr[-2000:]
     assert "SUITE_BROKER_URL set with pytest-xdist" in done.stderr
     assert "Traceback" not in done.stderr
