@@ -132,3 +132,35 @@ def test_the_repository_file_covers_every_full_matrix_test() -> None:
         cwd=root, capture_output=True, text=True,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+SHARDS = """
+import json, sys
+from types import SimpleNamespace
+from pytest_split.algorithms import Algorithms
+from properties import durations as d
+items = [SimpleNamespace(nodeid=i) for i, _ in d.collect()]
+table = json.loads(d.DURATIONS.read_text())
+groups = Algorithms.duration_based_chunks.value(int(sys.argv[1]), items, table)
+print(json.dumps([[len(g.selected), g.duration] for g in groups]))
+"""
+
+
+def test_the_nightly_shards_are_even() -> None:
+    """pytest-split's default algorithm cuts the collection order into chunks: with a
+    skewed file a shard can end up empty (pytest exit 5 fails it) or hold hours more."""
+    import re
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    workflow = (root / ".github" / "workflows" / "nightly.yml").read_text()
+    splits = re.search(r"--splits (\d+)", workflow).group(1)  # type: ignore[union-attr]
+    done = subprocess.run(
+        [sys.executable, "-c", SHARDS, splits], cwd=root, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    groups = json.loads(done.stdout.splitlines()[-1])
+    assert len(groups) == int(splits) and all(n > 0 for n, _ in groups)
+    seconds = [s for _, s in groups]
+    assert max(seconds) <= 1.15 * sum(seconds) / len(seconds), seconds
