@@ -61,22 +61,26 @@ def _pytest(session: nox.Session, *args: str) -> None:
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """Unit tests, harness tests, and every property on the ci matrix (ci profile)."""
-    _install(session)
+    """Unit tests, harness tests, and every property on the ci matrix (ci profile).
+    The browser extra: the findings page's Chromium test (tests/nocover)."""
+    _install(session, "browser")
     _pytest(session, "tests/cover", "tests/nocover", "-q", *session.posargs)
     _pytest(
         session, "tests/properties", "-q", "--matrix", "ci", "--hypothesis-profile", "ci",
-        "--findings", "reports/findings-ci.json", *session.posargs,
+        "--findings", "reports/findings-ci.json", "--junitxml=reports/junit-ci.xml",
+        *session.posargs,
     )  # fmt: skip
 
 
 @nox.session(python=PYTHON)
 def suite(session: nox.Session) -> None:
-    """The main job: every property on the full matrix; writes reports/findings.json."""
+    """The main job: every area's rows on the ``ci`` selection under the dev profile,
+    with progress; writes reports/findings.json. ``-- --matrix full`` runs every config."""
     _install(session)
     _pytest(
-        session, "tests/properties", "-q", "--matrix", "full", "--hypothesis-profile", _profile(),
-        "--findings", "reports/findings.json", *session.posargs,
+        session, "tests/properties", "-q", "--matrix", "ci", "--hypothesis-profile", _profile(),
+        "--findings", "reports/findings.json", "--progress", "-o", "console_output_style=classic",
+        *session.posargs,
     )  # fmt: skip
 
 

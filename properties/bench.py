@@ -12,19 +12,22 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psutil
 
 from harness.cluster import Cluster
+from harness.errors import HarnessError
 from harness.runs.base import Chooser
 from harness.runs.delivery import DeliveryRunner
 from harness.runs.lock import LockRunner
 from harness.workers import WorkerSpec
-from model.config import DeliveryConfig, LockConfig
+from model.config import DeliveryConfig, LockConfig, StateConfig
 
 
 def tree_rss_mb() -> float:
@@ -101,18 +104,107 @@ def bench(
     return row
 
 
+# The real searches, as a user's run meets them: one row of each area under the dev
+# profile's budget (Hypothesis, shrinking and attacks included; no example database, so
+# every run searches from scratch).
+SEARCHES: list[tuple[str, str, LockConfig | DeliveryConfig | StateConfig, str]] = [
+    ("search-lock-row", "locks", LockConfig("cookbook-redis", "prefork", 2), "mutual-exclusion"),
+    ("search-delivery-row", "delivery", DeliveryConfig("redis", "prefork", 2, acks_late=True),
+     "at-least-once"),
+    ("search-state-row", "state", StateConfig("prefork", 2), "read-your-writes-across-tasks"),
+]  # fmt: skip
+
+
+def search_row(name: str, cluster: Cluster, area: str, config: Any, prop: str) -> dict[str, object]:
+    from hypothesis import settings
+
+    from properties import profiles
+    from properties.areas import AREAS
+    from properties.engine import search
+
+    profiles.register()
+    settings.register_profile("bench", parent=settings.get_profile("dev"), database=None)
+    settings.load_profile("bench")
+    profiles.activate("dev")
+    search(AREAS[area], cluster, config, prop)  # warm: the row's workers are up
+    outcome = search(AREAS[area], cluster, config, prop)
+    row = {
+        "name": name,
+        "examples": outcome.examples,
+        "verdict": outcome.verdict,
+        "seconds": round(outcome.seconds, 3),
+        "examples_per_s": round(outcome.examples / outcome.seconds, 2),
+        "ms_per_example": round(1000 * outcome.seconds / outcome.examples, 1),
+        "peak_rss_mb": round(tree_rss_mb(), 1),
+    }
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def check_lock_row(name: str, lock: str, first_failure: bool) -> dict[str, object]:
+    """Seconds of ``nox -s check-lock -- <lock>``'s pytest run, from a cold start (its
+    servers and workers included): until its first counterexample (``-x``: the run stops
+    at the first failing row) or to the end."""
+    cmd = [
+        sys.executable, "-m", "pytest", "tests/properties/test_locks.py", "-q",
+        "--lock", lock, "--hypothesis-profile", "dev", "-p", "no:cacheprovider",
+        "--findings", f"reports/bench-{name}.json", *(["-x"] if first_failure else []),
+    ]  # fmt: skip
+    started = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False)
+    seconds = time.perf_counter() - started
+    expected = 1 if first_failure else 0
+    if done.returncode != expected:
+        tail = "\n".join(done.stdout.splitlines()[-15:])
+        raise SystemExit(f"bench {name}: pytest exited {done.returncode}, not {expected}:\n{tail}")
+    row = {"name": name, "lock": lock, "seconds": round(seconds, 1)}
+    print(json.dumps(row), flush=True)
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench", description=__doc__)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply scenario counts")
     parser.add_argument("--out", default="reports/bench.json")
+    parser.add_argument(
+        "--only", choices=("loop", "search", "check-lock"), action="append",
+        help="run only these groups of rows (repeatable; default: all)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    groups = set(args.only or ("loop", "search", "check-lock"))
+    try:
+        rows = _run(args, groups)
+    except HarnessError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 3
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rows, indent=2) + "\n")
+    print(f"written to {out}")
+    return 0
+
+
+def _run(args: argparse.Namespace, groups: set[str]) -> list[dict[str, object]]:
 
     def count(k: int) -> int:
         return max(1, int(k * args.scale))
 
     config = LockConfig("cookbook-redis", "prefork", 2)
-    rows = []
+    rows: list[dict[str, object]] = []
+    if "check-lock" in groups:  # first: its own servers, not beside this process's
+        rows.append(check_lock_row(
+            "check-lock-broken", "examples.locks.memcached_get_set:make_lock", True
+        ))  # fmt: skip
+        rows.append(check_lock_row(
+            "check-lock-sound", "examples.locks.redis_set_nx_px:make_lock", False
+        ))  # fmt: skip
+    if groups == {"check-lock"}:
+        return rows
     with Cluster() as cluster:
+        for name, area, search_config, prop in SEARCHES if "search" in groups else []:
+            rows.append(search_row(name, cluster, area, search_config, prop))
+        if "loop" not in groups:
+            return rows
         rows.append(bench(
             "lock-redis-2tasks", cluster, config, count(500), frozenset(),
             lambda: submit_then_round_robin(cluster),
@@ -136,11 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             "baseline-fresh-worker", cluster, config, count(5), frozenset(),
             lambda: submit_then_round_robin(cluster), before=fresh.restart,
         ))  # fmt: skip
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rows, indent=2) + "\n")
-    print(f"written to {out}")
-    return 0
+    return rows
 
 
 if __name__ == "__main__":

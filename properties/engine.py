@@ -235,7 +235,7 @@ def search(area: Area[C], cluster: Cluster, config: C, prop: str) -> Outcome:
     def outcome(verdict: str, **kw: Any) -> Outcome:
         return Outcome(
             prop, config, expected, verdict, tally.calls, time.monotonic() - started,
-            why=why, config_row=area.config_row(prop, config), **kw,
+            why=why, config_row=area.config_row(prop, config), area=area.name, **kw,
         )  # fmt: skip
 
     def harness_error(where: str, exc: BaseException) -> Outcome:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from model.verdict import accept
-from properties.timeline import render
+from properties.timeline import lanes, render
 
 
 class Failure(Exception):
@@ -55,6 +55,7 @@ class Outcome:
     found_at: int | None = None  # the search's first failing example (1-based)
     why: str = ""  # the model's reason for ``expected``
     config_row: dict[str, Any] | None = None  # the config as the report shows it
+    area: str = ""  # the area's registry name (properties/areas.py)
 
     @property
     def passed(self) -> bool:
@@ -87,4 +88,9 @@ class Outcome:
             "found_at": self.found_at,
             "error": self.error,
             "notes": self.notes,
+            # For the HTML report (properties/report_page.py): derived, not compared.
+            "area": self.area,
+            "label": self.config.label(),
+            "messages": list(f.lines) if f else [],
+            "lanes": lanes(f.run.history.events, f.marks) if f else [],
         }

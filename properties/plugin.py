@@ -3,6 +3,7 @@ findings report. Loaded by the root conftest.py."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from properties import findings, matrix, profiles
 from properties.areas import AREAS
 from properties.engine import Area, search
 from properties.outcome import Outcome
+from properties.progress import Progress
 
 profiles.register()
 
@@ -41,6 +43,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--findings", default="reports/findings.json", help="where to write the findings report"
     )
+    group.addoption(
+        "--progress", action="store_true",
+        help="one line per finished row: rows done / total, verdict, violations, time left",
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -111,7 +117,77 @@ def pytest_configure(config: pytest.Config) -> None:
         _check_lock(lock)
     for effect in config.getoption("effect", default=[]) or []:
         _check_effect(effect)
+    _one_server_set_per_worker(config)
     config.stash[findings.KEY] = findings.Findings(Path(config.getoption("findings")))
+    config.stash[_PROGRESS] = Progress()
+    if not _in_xdist_worker(config):
+        config.pluginmanager.register(_Collector(config), "suite-collector")
+
+
+# Servers given by URL are shared; each pytest-xdist worker needs its own (its own
+# faults, keys and queues), which the harness starts when these are unset.
+_SHARED_SERVERS = ("SUITE_BROKER_URL", "SUITE_CACHE_REDIS_URL", "SUITE_MEMCACHED", "SUITE_PG_DSN")
+
+
+def _one_server_set_per_worker(config: pytest.Config) -> None:
+    if not (config.getoption("numprocesses", default=None) or _in_xdist_worker(config)):
+        return
+    if given := [name for name in _SHARED_SERVERS if os.environ.get(name)]:
+        raise pytest.UsageError(
+            f"{', '.join(given)} set with pytest-xdist (-n): every xdist worker starts "
+            "its own servers; unset them, or run without -n"
+        )
+
+
+def _in_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+# --- rows travel on the test reports (to pytest-xdist's controller, if any) ----------
+
+_PROGRESS = pytest.StashKey[Progress]()
+_INDEX = pytest.StashKey[dict[str, int]]()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    session.config.stash[_INDEX] = {item.nodeid: i for i, item in enumerate(session.items)}
+    session.config.stash[_PROGRESS].total = len(session.items)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    node.config.stash[_PROGRESS].total = len(ids)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    result = yield
+    if call.when == "call":
+        rep = result.get_result()  # type: ignore[attr-defined]
+        index = item.config.stash[_INDEX].get(item.nodeid, 0)
+        rep.suite_rows = item.config.stash[findings.KEY].take(index)
+
+
+class _Collector:
+    """In the process that writes the report (not in an xdist worker): gathers the
+    rows from the test reports, and prints progress under ``--progress``."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_runtest_logstart(self, nodeid: str) -> None:
+        self.config.stash[_PROGRESS].began(nodeid)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        rows = getattr(report, "suite_rows", None) or []
+        self.config.stash[findings.KEY].receive(rows)
+        ended = report.when == "call" or (report.when == "setup" and not report.passed)
+        if ended and self.config.getoption("progress"):
+            line = self.config.stash[_PROGRESS].finished(report.nodeid, rows, report.failed)
+            tr = self.config.pluginmanager.get_plugin("terminalreporter")
+            if tr is not None:
+                tr.write(" " + line + "\n", flush=True)
 
 
 _SHRINK_WARNING = "WARNING: Hypothesis has spent more than five minutes working to shrink"
@@ -147,13 +223,29 @@ def report(request: pytest.FixtureRequest) -> findings.Findings:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     f = terminalreporter.config.stash[findings.KEY]
-    if f.outcomes or f.claims:
+    if f and not _in_xdist_worker(terminalreporter.config):
         terminalreporter.write_sep("=", "findings")
         terminalreporter.write_line(f.table())
         terminalreporter.write_line(f"written to {f.path}")
+    if terminalreporter.config.getoption("progress"):
+        terminalreporter.write_line(_more(terminalreporter.config))
+
+
+def _more(config: pytest.Config) -> str:
+    """How to run more than this run did."""
+    hints = []
+    if config.getoption("matrix") != "full":
+        hints.append("every config: `nox -s suite -- --matrix full` (hours on 2 cores)")
+    if profiles.active != "nightly":
+        hints.append("more examples per row: `SUITE_PROFILE=nightly nox -s suite`")
+    hints += [
+        "across cores: `-- -n auto`; across machines: `-- --splits N --group I` "
+        "(.github/workflows/nightly.yml)",
+    ]
+    return "To run more:\n" + "\n".join(f"  {h}" for h in hints)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     f = session.config.stash[findings.KEY]
-    if f.outcomes or f.claims:
+    if f and not _in_xdist_worker(session.config):
         f.write()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from model import history as h
 
@@ -113,6 +114,69 @@ def render(events: Sequence[h.Event], marks: Iterable[int] = ()) -> str:
         flag = ">>" if i in marked else "  "
         rows.append(f"{flag}{i:>4}  {who:<12} {what}")
     return "\n".join(rows)
+
+
+# What a lane's event is, for the HTML timeline (properties/report_page.py): faults are
+# the nemesis's moves, ``move`` the scenario's own, ``broker`` what the broker or the
+# result backend did or saw, ``result`` what is read back at the end; the rest, ``step``,
+# is what an execution did.
+_FAULTS = (
+    h.Killed, h.Paused, h.Resumed, h.Expired, h.VisibilityTimeout, h.ConnectionDropped,
+    h.Shutdown, h.Restarted, h.ConsumerTimedOut,
+)  # fmt: skip
+_MOVES = (h.Submitted, h.Inserted, h.Published, h.Committed, h.RolledBack)
+_BROKER = (h.Received, h.Acked, h.AckFailed, h.Rejected, h.StateWritten, h.Skipped, h.Held)
+_RESULTS = (h.InvoiceCount, h.FinalState)
+GLOBAL = "global"  # the lane of what belongs to no one process
+
+
+def _kind(e: h.Event) -> str:
+    for kinds, name in ((_FAULTS, "fault"), (_MOVES, "move"), (_BROKER, "broker")):
+        if isinstance(e, kinds):
+            return name
+    return "result" if isinstance(e, _RESULTS) else "step"
+
+
+def _lane(e: h.Event, who: str, where: dict[str, str]) -> str:
+    """The process an event happened in or to: an execution's process, a fault's
+    target, the worker that received, held or forked; else the global lane."""
+    if who != "-":
+        return getattr(e, "process", None) or where.get(who, who)
+    match e:
+        case h.Killed(process=p) | h.Paused(process=p) | h.Resumed(process=p):
+            return p
+        case h.Held(process=p):
+            return p
+        case h.Received(worker=w) | h.Skipped(worker=w) | h.Shutdown(worker=w):
+            return w
+        case h.ConnectionDropped(worker=w) | h.ConsumerTimedOut(worker=w):
+            return w
+        case h.Restarted(worker=w):
+            return w
+        case h.ChildReplaced(new=n):  # the main process forks it
+            return n.split(".")[0]
+    return GLOBAL
+
+
+def lanes(events: Sequence[h.Event], marks: Iterable[int] = ()) -> list[dict[str, Any]]:
+    """``render``'s lines as data, one per event, each in its process's lane: what the
+    HTML report draws (one column per process, like Jepsen's timeline.html)."""
+    marked = set(marks)
+    where = {e.execution: e.process for e in events if isinstance(e, h.Started)}
+    out = []
+    for i, e in enumerate(events):
+        who, what = _line(e, where)
+        out.append(
+            {
+                "index": i,
+                "lane": _lane(e, who, where),
+                "who": "" if who == "-" else who,
+                "text": what,
+                "kind": _kind(e),
+                "marked": i in marked,
+            }
+        )
+    return out
 
 
 def anonymous(text: str) -> str:

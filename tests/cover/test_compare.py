@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from properties.compare import differences
+import json
+from pathlib import Path
+
+from properties.compare import DERIVED, differences, main
 
 ROW = {"property": "p", "config": {"pool": "prefork"}, "verdict": "holds", "seconds": 1.0}
 
@@ -16,3 +19,15 @@ def test_a_changed_verdict_and_a_missing_row_are_differences() -> None:
     found = differences([ROW, other], [{**ROW, "verdict": "violated"}], {"seconds"})
     assert any("verdict: 'holds' != 'violated'" in line for line in found)
     assert any(line.startswith("only in the first") and "threads" in line for line in found)
+
+
+def test_the_html_reports_derived_keys_are_not_differences(tmp_path: Path) -> None:
+    """A report from before ``area``/``label``/``lanes`` compares clean with one after."""
+    newer = {**ROW, "area": "locks", "label": "x", "messages": [], "lanes": [{"index": 0}]}
+    assert differences([ROW], [newer], {"seconds", *DERIVED}) == []
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps([ROW]))
+    second.write_text(json.dumps([newer]))
+    assert main([str(first), str(second)]) == 0
+    second.write_text(json.dumps([{**newer, "verdict": "violated"}]))
+    assert main([str(first), str(second)]) == 1

@@ -9,7 +9,7 @@ from model.config import LockConfig
 from model.verdict import UNSAFE_WITHOUT_FENCING, accept
 from properties.findings import Findings
 from properties.outcome import Outcome
-from properties.timeline import render
+from properties.timeline import lanes, render
 
 
 def test_timeline_names_who_did_what_where_and_marks_events() -> None:
@@ -66,7 +66,10 @@ def test_table_json_and_assertion_read_one_rule(tmp_path: Path) -> None:
     JSON row and the table's mark; a built-in that agrees is unmarked."""
     broken = _outcome("m:f", "mutual-exclusion", "unknown", "violated")
     agrees = _outcome("cookbook-locmem", "mutual-exclusion", "violated", "violated")
-    report = Findings(tmp_path / "f.json", [broken, agrees])
+    report = Findings(tmp_path / "f.json")
+    for o in (broken, agrees):
+        report.add(o)
+    report.receive(report.take(0))
     assert not broken.passed and broken.row()["passed"] is False
     assert broken.row()["reason"] == "broken"
     assert agrees.passed and agrees.row()["passed"] is True
@@ -74,3 +77,27 @@ def test_table_json_and_assertion_read_one_rule(tmp_path: Path) -> None:
     row = next(line for line in table if line.startswith("mutual") and "m:f" in line)
     assert "<-- broken" in row
     assert "<--" not in next(line for line in table if "cookbook-locmem" in line)
+
+
+def test_lanes_put_each_event_in_its_process_with_the_terminal_text() -> None:
+    events = [
+        h.Submitted("t1"),
+        h.Received("t1", "w1"),
+        h.Started("t1", "t1", "w1.c2"),
+        h.AcquireEnd("t1", "invoice:1", True),
+        h.Killed("w1.c2"),
+        h.VisibilityTimeout(),
+        h.InvoiceCount("o1", 2),
+    ]
+    rows = lanes(events, marks=[3])
+    terminal = render(events, marks=[3]).splitlines()
+    assert [r["lane"] for r in rows] == ["global", "w1", "w1.c2", "w1.c2", "w1.c2", "global",
+                                         "global"]  # fmt: skip
+    assert [r["kind"] for r in rows] == ["move", "broker", "step", "step", "fault", "fault",
+                                         "result"]  # fmt: skip
+    assert [r["marked"] for r in rows] == [False, False, False, True, False, False, False]
+    assert rows[3]["who"] == "t1" and rows[0]["who"] == ""
+    for row, line in zip(rows, terminal, strict=True):
+        assert line.endswith(row["text"]) and row["index"] == int(line[2:6])
+    respawn = lanes([h.Killed("w1.c2"), h.ChildReplaced("w1.c2", "w1.c2'")])
+    assert [r["lane"] for r in respawn] == ["w1.c2", "w1"]  # the main process forks it

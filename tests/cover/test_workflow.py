@@ -48,6 +48,7 @@ def test_every_shard_runs_nightly_and_writes_its_own_files(flow: dict[Any, Any])
     assert shard["env"]["SUITE_PROFILE"] == "nightly"
     command = shard_command(flow)
     assert "--group ${{ matrix.group }}" in command
+    assert "--matrix full" in command  # nox -s suite alone runs the ci selection
     groups = shard["strategy"]["matrix"]["group"]
     for option in ("--findings", "--junitxml"):
         paths = {re.search(rf"{option} (\S+)", expand(command, g)).group(1) for g in groups}  # type: ignore[union-attr]

@@ -1,0 +1,51 @@
+"""pytest-xdist on real workers: each xdist worker starts its own servers and celery
+workers, and the rows of all of them land in one findings report, in collection
+order, with one progress line per row."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.servers, pytest.mark.workers]
+
+ROOT = Path(__file__).resolve().parents[2]
+ROWS = "test_state and threads/c2 and not kill and (read-your-writes or sender-sees)"
+
+
+def _pytest(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/properties/test_state.py", "-q",
+         "-p", "no:cacheprovider", "--matrix", "ci", "--hypothesis-profile", "ci", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+        env=env or {k: v for k, v in os.environ.items() if not k.startswith("SUITE_")},
+    )  # fmt: skip
+
+
+def test_two_xdist_workers_write_one_report(tmp_path: Path) -> None:
+    out = tmp_path / "findings.json"
+    done = _pytest("-n", "2", "-k", ROWS, "--progress", "--findings", str(out))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    rows = json.loads(out.read_text())
+    assert [r["property"] for r in rows] == [
+        "read-your-writes-across-tasks", "sender-sees-task-writes",
+    ]  # fmt: skip
+    # One process holds the threads' module state; the app's own copy never sees it.
+    assert [(r["verdict"], r["passed"]) for r in rows] == [("holds", True), ("violated", True)]
+    progress = [line for line in done.stdout.splitlines() if "/2] " in line]
+    assert len(progress) == 2, done.stdout[-3000:]
+    assert "[2/2]" in progress[-1] and "1 violated, 0 disagreeing" in progress[-1]
+    assert done.stdout.count("2 findings: 1 holds, 1 violated") == 1  # the controller's table
+
+
+def test_a_shared_server_url_is_refused_under_xdist() -> None:
+    env = {**os.environ, "SUITE_BROKER_URL": "redis://127.0.0.1:6379/0"}
+    done = _pytest("-n", "2", "-k", ROWS, env=env)
+    assert done.returncode == 4, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "SUITE_BROKER_URL set with pytest-xdist" in done.stderr
+    assert "Traceback" not in done.stderr
