@@ -8,7 +8,8 @@ verdict and every row that fails, and writes ``findings.html`` beside the output
 ``properties.report_page`` is there.
 
 Exit status: 0 when every row passed; 1 when a row has ``passed: false`` (it disagrees
-with the model, a harness error, a broken plug-in) or a semantics claim was not
+with the model, a harness error, a broken plug-in; not a shipped example that says it
+is BROKEN and was caught: ``expected_catch``) or a semantics claim was not
 confirmed (refuted, harness error); 2, with one line, on bad input (no files, a
 missing file, not JSON, not a findings report, shards that disagree). A claim row
 ``not tested`` (``properties.claims.UNTESTED``, listed with its reason) does not fail
@@ -18,6 +19,7 @@ the merge: it does not fail the run that wrote it either.
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
 import importlib.util
 import json
@@ -87,11 +89,35 @@ def merge(shards: list[tuple[str, list[Row]]]) -> list[Row]:
 
 
 def failing(rows: list[Row]) -> list[Row]:
-    """Rows that fail the merge: passed false, or a claim neither confirmed nor untested."""
+    """Rows that fail the merge: passed false (but a shipped broken example caught), or
+    a claim neither confirmed nor untested."""
     return [
         r for r in rows
-        if (r["verdict"] not in ("confirmed", NOT_TESTED) if is_claim(r) else not r["passed"])
+        if (r["verdict"] not in ("confirmed", NOT_TESTED) if is_claim(r)
+            else not r["passed"] and not expected_catch(r))
     ]  # fmt: skip
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def expected_catch(row: Row) -> bool:
+    """A shipped example plug-in whose module docstring says BROKEN (examples/), found
+    broken: its row has ``passed: false`` ("broken"), and that is what
+    tests/properties/test_examples.py asserts, so the test passed. A sound example,
+    or a user's plug-in, found broken still fails the merge."""
+    config = row.get("config") or {}
+    spec = config.get("lock") or config.get("effect")
+    if row.get("reason") != "broken" or row.get("verdict") != "violated":
+        return False
+    if not isinstance(spec, str) or not spec.startswith("examples.") or ":" not in spec:
+        return False
+    path = ROOT.joinpath(*spec.split(":", 1)[0].split(".")).with_suffix(".py")
+    try:  # read, not imported: properties does not import examples (test_imports)
+        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+    except (OSError, SyntaxError, ValueError):
+        return False
+    return "BROKEN" in doc.split("\n", 1)[0]
 
 
 def summary(rows: list[Row]) -> list[str]:
@@ -105,6 +131,8 @@ def summary(rows: list[Row]) -> list[str]:
     lines = [f"{len(props)} findings: {counts(props) or 'none'}"]
     if claims:
         lines.append(f"{len(claims)} semantics rows: {counts(claims)}")
+    if caught := [r for r in rows if not is_claim(r) and not r["passed"] and expected_catch(r)]:
+        lines.append(f"{len(caught)} shipped broken examples caught, as they must be")
     for r in failing(rows):
         why = r.get("reason") or r.get("detail") or ""
         config = json.dumps(r.get("config", {}), sort_keys=True)

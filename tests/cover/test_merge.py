@@ -125,3 +125,29 @@ def test_without_the_module_no_page(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(m.importlib.util, "find_spec", lambda name: None)
     assert m.write_html([prop("p")], tmp_path / "findings.json") is None
     assert not (tmp_path / "findings.html").exists()
+
+
+def plugin_row(lock: str, verdict: str = "violated") -> dict:
+    config = {"lock": lock, "backend": "plugin", "pool": "prefork", "concurrency": 2}
+    return {"property": "mutual-exclusion", "config": config, "verdict": verdict,
+            "passed": False, "reason": "broken"}  # fmt: skip
+
+
+def test_a_shipped_broken_example_caught_is_what_its_self_test_wants(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [plugin_row("examples.locks.cookbook_locmem:make_lock"), prop("p")]
+    assert run(tmp_path, shard(tmp_path, "a.json", rows))[0] == 0
+    assert "1 shipped broken examples caught" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "lock",
+    [
+        "examples.locks.redis_set_nx_px:make_lock",  # SOUND: found broken is a failure
+        "mylocks:make_lock",  # a user's plug-in
+        "examples.locks.no_such_module:make_lock",
+    ],
+)
+def test_any_other_broken_plugin_fails_the_merge(tmp_path: Path, lock: str) -> None:
+    assert run(tmp_path, shard(tmp_path, "a.json", [plugin_row(lock)]))[0] == 1
