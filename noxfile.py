@@ -6,6 +6,9 @@ nox -s bench                         reports/bench.json
 nox -s check-lock -- pkg.mod:make    check your own lock
 nox -s check-effect -- pkg.mod:make  check your own idempotent effect
 nox -s replay -- '<scenario line>'   replay a failure exactly
+nox -s suite -- --splits 8 --group 3 one shard of the suite (pytest-split, .test_durations)
+nox -s merge -- reports/findings-*.json --out reports/findings.json   merge shards
+nox -s soak -- [-k ...]              the ci selection SOAK_RUNS times (20), compared
 """
 
 from __future__ import annotations
@@ -85,6 +88,20 @@ def suite(session: nox.Session) -> None:
         "-n", "2", "--dist", "loadfile", "--progress", "-o", "console_output_style=classic",
         "--findings", "reports/findings.json", *session.posargs,
     )  # fmt: skip
+
+
+@nox.session(python=PYTHON)
+def merge(session: nox.Session) -> None:
+    """Merge shards' findings: nox -s merge -- reports/findings-*.json --out FILE."""
+    session.install("-e", ".")  # no servers: memcached is not needed to merge
+    session.run("python", "-m", "properties.merge", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def soak(session: nox.Session) -> None:
+    """The ci property selection SOAK_RUNS times (default 20); exit 1 if a row changed."""
+    _install(session)
+    session.run("python", "-m", "properties.soak", *session.posargs)
 
 
 @nox.session(python=PYTHON)
