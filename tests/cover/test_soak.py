@@ -60,7 +60,8 @@ def test_the_command_is_the_ci_selection_plus_pass_through() -> None:
     cmd = soak.command(Path("reports/soak/run-1.json"), ["-k", "redis"])
     assert cmd[1:] == [
         "-m", "pytest", "tests/properties", "-q", "--matrix", "ci", "--hypothesis-profile",
-        "ci", "--findings", "reports/soak/run-1.json", "-k", "redis",
+        "ci", "-n", "2", "--dist", "loadfile", "--findings", "reports/soak/run-1.json",
+        "-k", "redis",
     ]  # fmt: skip
 
 
