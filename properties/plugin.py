@@ -16,7 +16,7 @@ from properties import findings, matrix, profiles
 from properties.areas import AREAS
 from properties.engine import Area, search
 from properties.outcome import Outcome
-from properties.progress import Progress
+from properties.progress import Progress, load_estimates
 
 profiles.register()
 
@@ -151,12 +151,20 @@ _INDEX = pytest.StashKey[dict[str, int]]()
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     session.config.stash[_INDEX] = {item.nodeid: i for i, item in enumerate(session.items)}
-    session.config.stash[_PROGRESS].total = len(session.items)
+    if session.items:  # under xdist the controller collects nothing: the workers say
+        _rows(session.config, [item.nodeid for item in session.items])
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
-    node.config.stash[_PROGRESS].total = len(ids)
+    _rows(node.config, ids)
+
+
+def _rows(config: pytest.Config, ids: list[str]) -> None:
+    progress = config.stash[_PROGRESS]
+    progress.ids, progress.total = list(ids), len(ids)
+    if not progress.estimates:
+        progress.estimates = load_estimates(config.rootpath / ".test_durations")
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 from model.config import LockConfig
 from properties.findings import Findings
 from properties.outcome import Outcome
-from properties.progress import Progress, clock_text
+from properties.progress import Progress, clock_text, load_estimates
 
 
 def _outcome(lock: str, prop: str, expected: str, verdict: str) -> Outcome:
@@ -63,3 +63,23 @@ def test_progress_counts_rows_violations_and_time_left() -> None:
 
 def test_clock_text() -> None:
     assert [clock_text(s) for s in (5, 65, 3725)] == ["5s", "1m05s", "1h02m"]
+
+
+def test_time_left_weighs_rows_by_their_durations_at_this_runs_pace() -> None:
+    now = [0.0]
+    p = Progress(clock=lambda: now[0], estimates={"a": 10.0, "b": 30.0, "c": 60.0})
+    p.ids, p.total = ["a", "b", "c", "d"], 4  # d is unknown: the mean row, 33.3 s
+    p.began("a")
+    now[0] = 20.0  # twice as slow as the file says
+    line = p.finished("a", [], False)
+    assert "~4m07s left" in line  # (30 + 60 + 33.3) s x 2
+    now[0] = 80.0
+    assert "~3m07s left" in p.finished("b", [], False)  # (60 + 33.3) s x 80/40
+
+
+def test_a_missing_or_unreadable_durations_file_is_no_estimates(tmp_path: Path) -> None:
+    assert load_estimates(tmp_path / "none") == {}
+    (tmp_path / "bad").write_text("[1, 2]")
+    assert load_estimates(tmp_path / "bad") == {}
+    (tmp_path / "ok").write_text('{"a": 1.5, "b": "x"}')
+    assert load_estimates(tmp_path / "ok") == {"a": 1.5}
