@@ -22,6 +22,17 @@ Row = dict[str, Any]
 DERIVED = frozenset({"area", "label", "messages", "lanes"})
 
 
+def read_json(path: Path, error: type[Exception]) -> Any:
+    """A report file's JSON; a missing or unreadable file, or not JSON, is ``error`` with
+    one line naming the file (the merge and the durations builder print it)."""
+    try:
+        return json.loads(path.read_text())
+    except OSError as exc:
+        raise error(f"{path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise error(f"{path}: not JSON ({exc})") from None
+
+
 def key(row: Row) -> str:
     name = row.get("property") or row.get("claim")
     return f"{name} {json.dumps(row.get('config', {}), sort_keys=True)}"

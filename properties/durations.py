@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from properties.compare import key as row_key
+from properties.compare import read_json
 
 # Seconds assumed for a test when nothing at all was measured (a dev-profile row on
 # the 2-core machine takes from a few seconds to a few minutes; the split only needs
@@ -60,12 +61,7 @@ def read_sources(paths: Sequence[Path]) -> Measured:
     """Seconds from findings reports and pytest-split durations files, in order."""
     out = Measured({}, {})
     for path in paths:
-        try:
-            data = json.loads(path.read_text())
-        except OSError as exc:
-            raise BadSource(f"{path}: {exc.strerror or exc}") from None
-        except ValueError as exc:
-            raise BadSource(f"{path}: not JSON ({exc})") from None
+        data = read_json(path, BadSource)
         if isinstance(data, dict) and all(_number(v) for v in data.values()):
             out.by_id.update({str(k): float(v) for k, v in data.items()})
         elif isinstance(data, list) and all(isinstance(r, dict) for r in data):

@@ -28,7 +28,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from properties.compare import key
+from properties.compare import key, read_json
 
 Row = dict[str, Any]
 NOT_TESTED = "not tested"
@@ -44,12 +44,7 @@ def is_claim(row: Row) -> bool:
 
 
 def load(path: Path) -> list[Row]:
-    try:
-        data = json.loads(path.read_text())
-    except OSError as exc:
-        raise BadInput(f"{path}: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise BadInput(f"{path}: not JSON ({exc})") from None
+    data = read_json(path, BadInput)
     if not isinstance(data, list):
         raise BadInput(f"{path}: not a findings report (a JSON list of rows)")
     for i, row in enumerate(data):
