@@ -119,7 +119,6 @@ def pytest_configure(config: pytest.Config) -> None:
         _check_effect(effect)
     _one_server_set_per_worker(config)
     config.stash[findings.KEY] = findings.Findings(Path(config.getoption("findings")))
-    config.stash[_PROGRESS] = Progress()
     if not _in_xdist_worker(config):
         config.pluginmanager.register(_Collector(config), "suite-collector")
 
@@ -145,26 +144,11 @@ def _in_xdist_worker(config: pytest.Config) -> bool:
 
 # --- rows travel on the test reports (to pytest-xdist's controller, if any) ----------
 
-_PROGRESS = pytest.StashKey[Progress]()
 _INDEX = pytest.StashKey[dict[str, int]]()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     session.config.stash[_INDEX] = {item.nodeid: i for i, item in enumerate(session.items)}
-    if session.items:  # under xdist the controller collects nothing: the workers say
-        _rows(session.config, [item.nodeid for item in session.items])
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
-    _rows(node.config, ids)
-
-
-def _rows(config: pytest.Config, ids: list[str]) -> None:
-    progress = config.stash[_PROGRESS]
-    progress.ids, progress.total = list(ids), len(ids)
-    if not progress.estimates:
-        progress.estimates = load_estimates(config.rootpath / ".test_durations")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -182,9 +166,23 @@ class _Collector:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
+        self.progress = Progress()
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if session.items:  # under xdist the controller collects nothing: the workers say
+            self._rows([item.nodeid for item in session.items])
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        self._rows(ids)
+
+    def _rows(self, ids: list[str]) -> None:
+        self.progress.ids, self.progress.total = list(ids), len(ids)
+        if not self.progress.estimates:
+            self.progress.estimates = load_estimates(self.config.rootpath / ".test_durations")
 
     def pytest_runtest_logstart(self, nodeid: str) -> None:
-        self.config.stash[_PROGRESS].began(nodeid)
+        self.progress.began(nodeid)
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -192,7 +190,7 @@ class _Collector:
         self.config.stash[findings.KEY].receive(rows)
         ended = report.when == "call" or (report.when == "setup" and not report.passed)
         if ended and self.config.getoption("progress"):
-            line = self.config.stash[_PROGRESS].finished(report.nodeid, rows, report.failed)
+            line = self.progress.finished(report.nodeid, rows, report.failed)
             tr = self.config.pluginmanager.get_plugin("terminalreporter")
             if tr is not None:
                 tr.write(" " + line + "\n", flush=True)
@@ -231,7 +229,7 @@ def report(request: pytest.FixtureRequest) -> findings.Findings:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     f = terminalreporter.config.stash[findings.KEY]
-    if f and not _in_xdist_worker(terminalreporter.config):
+    if f:  # an xdist worker's stays empty: its rows went to the controller
         terminalreporter.write_sep("=", "findings")
         terminalreporter.write_line(f.table())
         terminalreporter.write_line(f"written to {f.path}")
@@ -255,5 +253,5 @@ def _more(config: pytest.Config) -> str:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     f = session.config.stash[findings.KEY]
-    if f and not _in_xdist_worker(session.config):
+    if f:
         f.write()
