@@ -108,24 +108,29 @@ def bench(
 # profile's budget (Hypothesis, shrinking and attacks included; no example database, so
 # every run searches from scratch).
 SEARCHES: list[tuple[str, str, LockConfig | DeliveryConfig | StateConfig, str]] = [
-    ("search-lock-row", "locks", LockConfig("cookbook-redis", "prefork", 2), "mutual-exclusion"),
+    ("search-lock-row", "lock", LockConfig("cookbook-redis", "prefork", 2), "mutual-exclusion"),
     ("search-delivery-row", "delivery", DeliveryConfig("redis", "prefork", 2, acks_late=True),
      "at-least-once"),
     ("search-state-row", "state", StateConfig("prefork", 2), "read-your-writes-across-tasks"),
 ]  # fmt: skip
 
 
-def search_row(name: str, cluster: Cluster, area: str, config: Any, prop: str) -> dict[str, object]:
+def dev_profile_without_database() -> None:
+    """The searches' settings: the dev profile's budgets, no example database."""
     from hypothesis import settings
 
     from properties import profiles
-    from properties.areas import AREAS
-    from properties.engine import search
 
     profiles.register()
     settings.register_profile("bench", parent=settings.get_profile("dev"), database=None)
     settings.load_profile("bench")
     profiles.activate("dev")
+
+
+def search_row(name: str, cluster: Cluster, area: str, config: Any, prop: str) -> dict[str, object]:
+    from properties.areas import AREAS
+    from properties.engine import search
+
     search(AREAS[area], cluster, config, prop)  # warm: the row's workers are up
     outcome = search(AREAS[area], cluster, config, prop)
     row = {
@@ -201,6 +206,8 @@ def _run(args: argparse.Namespace, groups: set[str]) -> list[dict[str, object]]:
     if groups == {"check-lock"}:
         return rows
     with Cluster() as cluster:
+        if "search" in groups:
+            dev_profile_without_database()
         for name, area, search_config, prop in SEARCHES if "search" in groups else []:
             rows.append(search_row(name, cluster, area, search_config, prop))
         if "loop" not in groups:
