@@ -63,7 +63,7 @@ def _pytest(session: nox.Session, *args: str) -> None:
 def tests(session: nox.Session) -> None:
     """Unit tests, harness tests, and every property on the ci matrix (ci profile).
     The browser extra: the findings page's Chromium test (tests/nocover)."""
-    _install(session, "browser")
+    _install(session, "browser", "tests")
     # Two xdist workers, each with its own servers and celery workers: most of a row's
     # time is spent waiting on a round trip, so two rows share the 2 cores well. A test
     # file stays on one worker (--dist loadfile): the rows before a row are the same
