@@ -383,6 +383,87 @@ class Looked(Event):
     found: bool
 
 
+# --- beat (model/beat.py) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BeatEvent(Event):
+    """Something one ``celery beat`` process did or had done to it. ``beat`` is its
+    process name: ``b1``, ``b1'`` once restarted (the schedule file stays ``b1``'s)."""
+
+    beat: str
+
+
+@dataclass(frozen=True)
+class BeatStarted(BeatEvent):
+    """The process starts its scheduler now (reads its schedule file or Redis)."""
+
+
+@dataclass(frozen=True)
+class BeatTick(BeatEvent):
+    """The scenario woke the beat from its sleep: the loop's next tick, or, for a
+    redbeat standby, its next try of the lock."""
+
+
+@dataclass(frozen=True)
+class BeatLocked(BeatEvent):
+    """redbeat's lock acquired (its ``beat_init`` handler returned with it)."""
+
+
+@dataclass(frozen=True)
+class BeatDue(BeatEvent):
+    """The beat found ``entry`` due at clock slot ``due`` and is about to send it
+    (parked before ``Scheduler.apply_async``)."""
+
+    entry: str
+    due: int
+
+
+@dataclass(frozen=True)
+class BeatSent(BeatEvent):
+    """The beat published ``entry``'s message for the tick due at slot ``due``; the
+    clock read ``at`` when it did (later than ``due`` if it was held in between)."""
+
+    entry: str
+    due: int
+    at: int
+
+
+@dataclass(frozen=True)
+class BeatSaved(BeatEvent):
+    """PersistentScheduler's ``sync``: its entries' ``last_run_at`` are on disk."""
+
+
+@dataclass(frozen=True)
+class BeatAsleep(BeatEvent):
+    """The beat went to sleep: ``tick`` in the loop after a tick, ``lock`` between
+    two tries of redbeat's lock."""
+
+    gate: str
+
+
+@dataclass(frozen=True)
+class BeatExited(BeatEvent):
+    """The process ended by itself (not killed by the scenario)."""
+
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class ClockAdvanced(Event):
+    """The scenario clock moved to slot ``slot`` (one schedule period per slot)."""
+
+    slot: int
+
+
+@dataclass(frozen=True)
+class BeatQueued(Event):
+    """At the end: the broker holds ``count`` messages of ``entry``."""
+
+    entry: str
+    count: int
+
+
 @dataclass
 class History:
     events: list[Event] = field(default_factory=list)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from model import lock_properties
+from model.beat import BeatConfig, parse_beat_label
 from model.config import (
     Broker,
     DeliveryConfig,
@@ -156,9 +157,33 @@ class StateScenario(Line[StateLine]):
         return cls(m["prop"], config, int(m["n"]), split_moves(m["m"]))
 
 
+_BEAT = re.compile(r"(?P<prop>\S+) beat (?P<label>\S+) tasks=(?P<n>\d+):(?P<m>.*)")
+
+
+@dataclass(frozen=True)
+class BeatScenario(Line[BeatConfig]):
+    """``one-send-per-tick beat persistent/b2/none tasks=1: advance; tick b1; ...``:
+    ``tasks`` is the number of clock periods the scenario advances."""
+
+    def head(self) -> str:
+        return f"{self.prop} beat {self.config.label()}"
+
+    @classmethod
+    def decode(cls, text: str) -> BeatScenario:
+        m = _BEAT.fullmatch(text.strip())
+        if not m:
+            raise ValueError(
+                "a beat scenario reads '<property> beat <scheduler>/bN[/shared]/<faults> "
+                f"tasks=<n>: <move>; ...', got {text!r}"
+            )
+        return cls(m["prop"], parse_beat_label(m["label"]), int(m["n"]), split_moves(m["m"]))
+
+
 def decode_any(text: str) -> Line[Any]:
-    """A lock, delivery, state or publishing scenario line, whichever it is."""
+    """A lock, delivery, state, publishing or beat scenario line, whichever it is."""
     head = text.strip().split(" ", 3)
+    if len(head) >= 2 and head[1] == "beat":
+        return BeatScenario.decode(text)
     if len(head) >= 2 and head[1] in ("state", "eager", "publish"):
         return StateScenario.decode(text)
     if len(head) >= 3 and head[2].count("/") >= 3:

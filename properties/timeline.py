@@ -99,7 +99,42 @@ def _line(e: h.Event, where: dict[str, str]) -> tuple[str, str]:
             return x, "looks up its row -> " + ("found" if f else "NOT FOUND")
         case h.ChildReplaced(old=o, new=n):
             return "-", f"{n} forked in place of {o} (fresh copy of the main process)"
+        case h.BeatEvent(beat=b):
+            return b, _beat_line(e)
+        case h.ClockAdvanced(slot=n):
+            return "-", f"CLOCK advances to {_clock(n)}"
+        case h.BeatQueued(entry=x, count=c):
+            return "-", f"broker: {c} message(s) of {x} queued"
     return "-", e.describe()
+
+
+def _clock(slot: int) -> str:
+    from model.beat import clock
+
+    return clock(slot)
+
+
+def _beat_line(e: h.BeatEvent) -> str:
+    """A beat process's event (model/beat.py), in its own lane."""
+    match e:
+        case h.BeatStarted():
+            return "starts its scheduler"
+        case h.BeatTick():
+            return "tick: woken"
+        case h.BeatLocked():
+            return "LOCK acquired (redbeat)"
+        case h.BeatDue(entry=x, due=d):
+            return f"{x} due {_clock(d)}: about to send"
+        case h.BeatSent(entry=x, due=d, at=a):
+            late = f" at {_clock(a)}" if a != d else ""
+            return f"SENT {x} (tick due {_clock(d)}){late}"
+        case h.BeatSaved():
+            return "schedule file saved"
+        case h.BeatAsleep(gate=g):
+            return "asleep" + (" (waiting for the lock)" if g == "lock" else "")
+        case h.BeatExited(error=err):
+            return f"EXITS: {err}"
+    return e.describe()
 
 
 def render(events: Sequence[h.Event], marks: Iterable[int] = ()) -> str:
@@ -124,8 +159,12 @@ _FAULTS = (
     h.Killed, h.Paused, h.Resumed, h.Expired, h.VisibilityTimeout, h.ConnectionDropped,
     h.Shutdown, h.Restarted, h.ConsumerTimedOut,
 )  # fmt: skip
-_MOVES = (h.Submitted, h.Inserted, h.Published, h.Committed, h.RolledBack)
-_BROKER = (h.Received, h.Acked, h.AckFailed, h.Rejected, h.StateWritten, h.Skipped, h.Held)
+_MOVES = (
+    h.Submitted, h.Inserted, h.Published, h.Committed, h.RolledBack, h.ClockAdvanced, h.BeatTick,
+)  # fmt: skip
+_BROKER = (
+    h.Received, h.Acked, h.AckFailed, h.Rejected, h.StateWritten, h.Skipped, h.Held, h.BeatQueued,
+)  # fmt: skip
 _RESULTS = (h.InvoiceCount, h.FinalState)
 GLOBAL = "global"  # the lane of what belongs to no one process
 
@@ -155,6 +194,8 @@ def _lane(e: h.Event, who: str, where: dict[str, str]) -> str:
             return w
         case h.ChildReplaced(new=n):  # the main process forks it
             return n.split(".")[0]
+        case h.BeatEvent(beat=b):
+            return b
     return GLOBAL
 
 

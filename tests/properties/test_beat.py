@@ -1,0 +1,61 @@
+"""Beat on real ``celery beat`` processes: every row of the beat matrix, and the
+fixed runs docs/findings/beat.md cites (each replays one scenario line exactly)."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.cluster import Cluster
+from properties.areas import of_line
+from properties.findings import Findings
+from properties.plugin import Case, verify
+from properties.scenario import BeatScenario
+from properties.timeline import render
+
+
+def test_beat(beat_case: Case, cluster: Cluster, report: Findings) -> None:
+    verify(beat_case, cluster, report)
+
+
+# (scenario line, the failure it must end in or None if it must hold, a line its
+# timeline must show)
+FIXED = [
+    pytest.param(
+        "one-send-per-tick beat persistent/b2/none tasks=1: "
+        "advance; tick b1; send b1; tick b2; send b2",
+        "invariant violated",
+        "b2           SENT e1 (tick due 00:01)",
+        id="two-persistent-beats-send-one-tick-twice",
+    ),
+    pytest.param(
+        "one-send-per-tick beat persistent/b1/kill tasks=2: advance; tick b1; send b1; "
+        "advance; tick b1; send b1; kill b1; restart b1; send b1",
+        "invariant violated",
+        "b1'          SENT e1 (tick due 00:02)",
+        id="persistent-restart-before-a-save-resends",
+    ),
+    pytest.param(
+        "one-send-per-tick beat redbeat/b2/pause tasks=1: advance; tick b1; pause b1; "
+        "expire; tick b2; send b2; resume b1; send b1",
+        "invariant violated",
+        "b1           SENT e1 (tick due 00:01)",
+        id="redbeat-holder-paused-inside-a-tick-sends-twice",
+    ),
+    pytest.param(
+        "one-send-per-tick beat redbeat/b2/pause tasks=1: advance; pause b1; expire; "
+        "tick b2; send b2; resume b1; tick b1",
+        None,
+        "b1           EXITS: redis.exceptions.LockNotOwnedError",
+        id="redbeat-holder-paused-between-ticks-exits",
+    ),
+]
+
+
+@pytest.mark.parametrize(("line", "failure", "shows"), FIXED)
+def test_beat_fixed_run(line: str, failure: str | None, shows: str, cluster: Cluster) -> None:
+    scenario = BeatScenario.decode(line)
+    run, found = of_line(scenario).replay(cluster, scenario)
+    timeline = render(run.history.events)
+    assert (found.kind if found else None) == failure, found.report() if found else timeline
+    assert shows in timeline, timeline
+    assert run.moves[: len(scenario.moves)] == list(scenario.moves)
