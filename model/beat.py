@@ -9,11 +9,13 @@ the clock moved only by the scenario (``advance``). Two schedulers:
   reads its schedule file once, in ``setup_schedule``, which saves it at once. Each
   send first sets the entry's ``last_run_at`` in memory (``Scheduler.tick`` calls
   ``reserve`` before ``apply_entry``); the file is saved again only when
-  ``should_sync()``: at the first send (``_last_sync`` is unset) and then once
-  ``sync_every`` (180 s) has passed or ``beat_sync_every`` tasks were sent (0 here:
-  off). So a SIGKILL after an unsaved send and a restart on the same file sends that
-  tick again (celery-semantics.md 8, 8a; docs ``userguide/periodic-tasks.rst``: run
-  one scheduler only; celery #2856 closed "this is how beat works"). ``shared_file``:
+  ``should_sync()``: once soon after start (``_last_sync`` is unset: the loop's check
+  after its first sleep, or the first send's), then once ``sync_every`` (180 s) has
+  passed or ``beat_sync_every`` tasks were sent (0 here: off). The runs record every
+  save (``BeatSaved``) and the model takes them as observed. A SIGKILL after an
+  unsaved send and a restart on the same file sends that tick again
+  (celery-semantics.md 8, 8a; docs ``userguide/periodic-tasks.rst``: run one
+  scheduler only; celery #2856 closed "this is how beat works"). ``shared_file``:
   every beat on one file; each still reads it only at start.
 - ``redbeat``: celery-redbeat's ``RedBeatScheduler`` (redbeat/schedulers.py). The
   entries' ``last_run_at`` live in Redis (``meta``), written when an entry is sent

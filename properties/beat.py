@@ -38,10 +38,7 @@ CALM = ("send", "tick", "advance", "resume", "restart", "end")
 # not enabled, then finishes the simplest way).
 SHAPES: dict[str, list[str]] = {
     "two beats in one due tick": ["advance", "tick b1", "send b1", "tick b2", "send b2"],
-    "restart before a save": [
-        "advance", "tick b1", "send b1", "advance", "tick b1", "send b1", "kill b1",
-        "restart b1", "send b1",
-    ],
+    "restart before a save": ["advance", "tick b1", "send b1", "kill b1", "restart b1", "send b1"],
     "holder paused inside a tick past its lock timeout": [
         "advance", "tick b1", "pause b1", "expire", "tick b2", "send b2", "resume b1",
         "send b1",
