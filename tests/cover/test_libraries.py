@@ -97,3 +97,49 @@ def test_instrument_redis_swaps_a_plain_client_in_place_and_refuses_others() -> 
 
     with pytest.raises(TypeError, match="only a plain redis"):
         instrument_redis(Custom())
+
+
+def _row(lib: str, prop: str, verdict: str) -> dict[str, object]:
+    config = LockConfig(lib, "prefork", 2)
+    expected, why = lock_properties.expected(config, prop), lock_properties.why(config, prop)
+    return {
+        "property": prop, "config": config.as_dict(), "label": config.label(),
+        "area": AREA.row_area(config), "expected": expected, "verdict": verdict,
+        "passed": verdict == expected, "reason": "as the model predicts", "why": why,
+        "examples": 10, "seconds": 1.0,
+    }  # fmt: skip
+
+
+LIB_ROWS = [
+    _row("celery-once", "mutual-exclusion", "holds"),
+    _row("celery-once", "lease-mutual-exclusion", "violated"),
+    _row("django-cache-lock-redis", "lease-mutual-exclusion", "violated"),
+    _row("django-cache-lock-memcached", "lease-mutual-exclusion", "violated"),
+]
+
+
+def test_the_table_summary_gives_each_library_its_verdicts_and_causes() -> None:
+    from properties.findings import library_summary
+
+    lines = library_summary(LIB_ROWS)
+    assert lines[0] == (
+        "celery-once 3.0.1 (prefork/c2): mutual-exclusion holds, lease-mutual-exclusion violated"
+    )
+    assert "celery_once/backends/redis.py Redis.clear_lock" in lines[1]
+    # one line per lock kind: the two django-cache-lock kinds are not merged
+    kinds = [line for line in lines if line.startswith("django-cache-lock")]
+    assert len(kinds) == 2 and "0.2.5" in kinds[0]
+
+
+def test_the_page_has_a_libraries_section_with_versions_and_causes() -> None:
+    from properties.report_page import render_page
+
+    page = render_page(LIB_ROWS)
+    section = page[page.index('<section id="libraries">') :]
+    section = section[: section.index("</section>")]
+    assert section.count('data-area="libraries"') == 3
+    assert 'data-verdict="holds|violated"' in section
+    assert '<td class="mono">3.0.1</td>' in section and '<td class="mono">0.2.5</td>' in section
+    assert "Lock._release_owned" in section  # the cause, quoted from the source
+    assert "<option>libraries</option>" in page  # the area filter
+    assert '<section id="libraries">' not in render_page(LIB_ROWS[:0])
