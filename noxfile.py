@@ -100,7 +100,7 @@ def merge(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def soak(session: nox.Session) -> None:
     """The ci property selection SOAK_RUNS times (default 20); exit 1 if a row changed."""
-    _install(session)
+    _install(session, "thirdparty")
     session.run("python", "-m", "properties.soak", *session.posargs)
 
 
@@ -145,7 +145,7 @@ def replay(session: nox.Session) -> None:
     """Replay a scenario line exactly: nox -s replay -- '<scenario>' [--times N]."""
     if not session.posargs:
         session.error("usage: nox -s replay -- '<scenario line from a failure>' [--times N]")
-    _install(session)
+    _install(session, "thirdparty")  # a library row's line loads its adapter
     session.run("python", "-m", "properties.replay", *session.posargs)
 
 

@@ -4,9 +4,12 @@
 ``PublishConfig`` (publishing inside a transaction). Their ``label()`` and ``as_dict()``
 are part of the scenario lines and the findings report: they must not change.
 
-A lock is named either by a built-in name (``cookbook-redis``) or by a plug-in path
-(``pkg.mod:make_lock``). The model can predict outcomes only for built-in locks; for a
-plug-in it checks the invariants alone.
+A lock is named either by a built-in name (``cookbook-redis``), a third-party library's
+kind (``celery-once``, model/libraries.py) or a plug-in path (``pkg.mod:make_lock``).
+The model replays built-in locks step by step and predicts a library's verdicts from
+its source; for a plug-in it checks the invariants alone. A library row's label
+carries the pinned version (``celery-once==3.0.1/prefork/c2``) and its ``as_dict`` the
+``library`` and ``version``.
 """
 
 from __future__ import annotations

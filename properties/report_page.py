@@ -102,7 +102,8 @@ def _libraries(rows: list[Any], outcomes: list[dict[str, Any]]) -> list[dict[str
         o = by_id.get(f"row-{n}")
         if o is None or o["area"] != "libraries":
             continue
-        config = row.get("config") if isinstance(row.get("config"), dict) else {}
+        raw_config = row.get("config")
+        config: dict[str, Any] = raw_config if isinstance(raw_config, dict) else {}
         lib = _text(config.get("library") or config.get("lock"))
         version = _text(config.get("version"))
         shape = f"{_text(config.get('pool'))}/c{_text(config.get('concurrency'))}"

@@ -36,10 +36,12 @@ LockFn = Callable[[str, float], AbstractContextManager[bool]]
 
 
 def _make(resources: Any, alias: str, cls: type[Lock]) -> LockFn:
-    cache = resources.cache(alias)
-
     @contextmanager
     def lock(key: str, ttl: float) -> Iterator[bool]:
+        # The cache per call, not at make time: Django caches are per thread
+        # (django/core/cache/__init__.py ``CacheHandler``), and the threads pool runs
+        # tasks on several.
+        cache = resources.cache(alias)
         lk = cls(key, cache, timeout=ttl, blocking=False)
         acquired = bool(lk.acquire(blocking=False))
         try:
