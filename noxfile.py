@@ -63,7 +63,7 @@ def _pytest(session: nox.Session, *args: str) -> None:
 def tests(session: nox.Session) -> None:
     """Unit tests, harness tests, and every property on the ci matrix (ci profile).
     The browser extra: the findings page's Chromium test (tests/nocover)."""
-    _install(session, "browser", "tests")
+    _install(session, "browser", "tests", "thirdparty")
     # Two xdist workers, each with its own servers and celery workers: most of a row's
     # time is spent waiting on a round trip, so two rows share the 2 cores well. A test
     # file stays on one worker (--dist loadfile): the rows before a row are the same
@@ -82,7 +82,7 @@ def tests(session: nox.Session) -> None:
 def suite(session: nox.Session) -> None:
     """The main job: every area's rows on the ``ci`` selection under the dev profile,
     with progress; writes reports/findings.json. ``-- --matrix full`` runs every config."""
-    _install(session)
+    _install(session, "thirdparty")
     _pytest(
         session, "tests/properties", "-q", "--matrix", "ci", "--hypothesis-profile", _profile(),
         "-n", "2", "--dist", "loadfile", "--progress", "-o", "console_output_style=classic",
@@ -100,7 +100,7 @@ def merge(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def soak(session: nox.Session) -> None:
     """The ci property selection SOAK_RUNS times (default 20); exit 1 if a row changed."""
-    _install(session)
+    _install(session, "thirdparty")
     session.run("python", "-m", "properties.soak", *session.posargs)
 
 
@@ -115,7 +115,7 @@ def check_lock(session: nox.Session) -> None:
     """Check a plug-in lock: nox -s check-lock -- pkg.mod:make_lock [more pytest args]."""
     if not session.posargs or ":" not in session.posargs[0]:
         session.error("usage: nox -s check-lock -- pkg.mod:make_lock (importable via PYTHONPATH)")
-    _install(session)
+    _install(session, "thirdparty")  # the adapters in examples/thirdparty/ need them
     lock, *rest = session.posargs
     _pytest(
         session, "tests/properties/test_locks.py", "-q", "--lock", lock,
@@ -145,7 +145,7 @@ def replay(session: nox.Session) -> None:
     """Replay a scenario line exactly: nox -s replay -- '<scenario>' [--times N]."""
     if not session.posargs:
         session.error("usage: nox -s replay -- '<scenario line from a failure>' [--times N]")
-    _install(session)
+    _install(session, "thirdparty")  # a library row's line loads its adapter
     session.run("python", "-m", "properties.replay", *session.posargs)
 
 

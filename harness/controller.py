@@ -52,6 +52,7 @@ class Execution:
     point: str = "start"
     phase: str = "start"  # start | acquiring | holding | refused | releasing | released
     acquiring_points: int = 0  # points reached inside the acquire call
+    releasing_points: int = 0  # points reached inside the release call
     acquired: bool = False
     status: str | None = None  # how the body ended: ok | error
     stored: str | None = None  # the state Celery stored for it once it returned
@@ -170,6 +171,8 @@ class Controller:
                 ex.state, ex.point = "parked", msg["p"]
                 if ex.phase == "acquiring":
                     ex.acquiring_points += 1
+                elif ex.phase == "releasing":
+                    ex.releasing_points += 1
                 self.history.append(h.Point(ex.id, msg["p"]))
             elif kind == "rec":
                 recorder.record(self, ex, msg)

@@ -4,9 +4,12 @@
 ``PublishConfig`` (publishing inside a transaction). Their ``label()`` and ``as_dict()``
 are part of the scenario lines and the findings report: they must not change.
 
-A lock is named either by a built-in name (``cookbook-redis``) or by a plug-in path
-(``pkg.mod:make_lock``). The model can predict outcomes only for built-in locks; for a
-plug-in it checks the invariants alone.
+A lock is named either by a built-in name (``cookbook-redis``), a third-party library's
+kind (``celery-once``, model/libraries.py) or a plug-in path (``pkg.mod:make_lock``).
+The model replays built-in locks step by step and predicts a library's verdicts from
+its source; for a plug-in it checks the invariants alone. A library row's label
+carries the pinned version (``celery-once==3.0.1/prefork/c2``) and its ``as_dict`` the
+``library`` and ``version``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 from typing import Literal
+
+from model.libraries import LIBRARIES, Library, library_of
 
 Pool = Literal["prefork", "threads", "solo", "gevent"]
 POOLS: tuple[Pool, ...] = ("prefork", "threads", "solo", "gevent")
@@ -112,8 +117,12 @@ class LockConfig:
     def __post_init__(self) -> None:
         check_pool(self.pool, PLAIN_POOLS)
         check_concurrency(self.pool, self.concurrency)
-        if not is_plugin(self.lock) and self.lock not in BUILTIN_LOCKS:
-            known = ", ".join(sorted(BUILTIN_LOCKS))
+        if (
+            not is_plugin(self.lock)
+            and self.lock not in BUILTIN_LOCKS
+            and self.lock not in LIBRARIES
+        ):
+            known = ", ".join(sorted([*BUILTIN_LOCKS, *LIBRARIES]))
             raise ValueError(
                 f"unknown lock {self.lock!r}: use a built-in ({known}) "
                 "or a plug-in path 'pkg.mod:make_lock'"
@@ -124,17 +133,30 @@ class LockConfig:
         return BUILTIN_LOCKS.get(self.lock)
 
     @property
+    def library(self) -> Library | None:
+        """The third-party library this lock kind runs (model/libraries.py), if any;
+        its adapter path given as a plug-in names it too."""
+        return library_of(self.lock)
+
+    @property
     def backend(self) -> str:
         sem = self.semantics
-        return sem.backend if sem else "plugin"
+        if sem:
+            return sem.backend
+        lib = LIBRARIES.get(self.lock)
+        return lib.backend if lib else "plugin"
 
     def as_dict(self) -> dict[str, object]:
         d = asdict(self)
         d["backend"] = self.backend
+        if lib := self.library:
+            d["library"], d["version"] = lib.dist, lib.version
         return d
 
     def label(self) -> str:
-        return f"{self.lock}/{self.pool}/c{self.concurrency}"
+        # A library row names the pinned version: another version is another row.
+        lock = f"{self.lock}=={lib.version}" if (lib := LIBRARIES.get(self.lock)) else self.lock
+        return f"{lock}/{self.pool}/c{self.concurrency}"
 
 
 Broker = Literal["redis", "amqp"]

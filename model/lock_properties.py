@@ -21,6 +21,7 @@ from typing import Literal
 from model.config import LockConfig, LockSemantics
 from model.history import Event
 from model.invariants import CHECKERS, Violation
+from model.libraries import LIBRARIES
 from model.verdict import Prediction
 
 Move = Literal["kill", "pause", "expire"]
@@ -101,12 +102,16 @@ def _per_process(config: LockConfig, sem: LockSemantics) -> bool:
 def _rule(config: LockConfig, prop: str) -> tuple[Prediction, str]:
     _spec_of(prop)
     sem = config.semantics
-    if sem is None:
-        return "unknown", "a plug-in lock: the model predicts nothing, only the runs tell"
-    if config.concurrency == 1:
+    if config.concurrency == 1 and (sem is not None or config.lock in LIBRARIES):
         return "holds", (
             f"{config.pool} with concurrency 1 runs one execution at a time: nothing can overlap"
         )
+    if config.lock in LIBRARIES:
+        # A library kind: predicted from its source (model/libraries.py). Its adapter
+        # path given as a plug-in (check-lock) is judged as any user's lock is.
+        return LIBRARIES[config.lock].predictions[prop]
+    if sem is None:
+        return "unknown", "a plug-in lock: the model predicts nothing, only the runs tell"
     if prop in ("mutual-exclusion", "exactly-one-invoice"):
         if _per_process(config, sem):
             return "violated", (

@@ -15,6 +15,9 @@ Script items, separated by ``;``: any move (``submit``, ``step t1``, ``kill t1``
                   command runs); a lock with fewer commands stops once it decided
     acquired      inside the critical section
     releasing     inside its release call, at the release's first command
+    releasing+K   the K-th scheduling point inside its release call (before that
+                  command runs): a release of several commands (GET, compare, DEL)
+                  can lose its lease between them; one with fewer stops once done
     point NAME    a point whose name starts with NAME
     done          ended
 """
@@ -47,6 +50,14 @@ ATTACKS: dict[str, list[tuple[str, str]]] = {
             "release after the lease ran out deletes the next holder's entry",
             "submit; run t1 to releasing; expire; submit; run t2 to acquired;"
             " run t1 to done; submit; run t3 to acquired",
+        ),
+        *(
+            (
+                f"release after the lease ran out deletes the next holder's entry (+{k})",
+                f"submit; run t1 to releasing+{k}; expire; submit; run t2 to acquired;"
+                " run t1 to done; submit; run t3 to acquired",
+            )
+            for k in (2, 3)
         ),
         *(
             (
@@ -109,6 +120,9 @@ def _reached(ex: Execution, cond: str) -> bool:
         return rank > ORDER["acquiring"] or (ex.phase == "acquiring" and ex.acquiring_points >= k)
     if cond == "acquired":
         return rank >= ORDER["holding"]
+    if cond.startswith("releasing+"):
+        k = int(cond.removeprefix("releasing+"))
+        return rank > ORDER["releasing"] or (ex.phase == "releasing" and ex.releasing_points >= k)
     if cond == "releasing":
         return rank >= ORDER["releasing"]
     if cond.startswith("point "):

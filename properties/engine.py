@@ -95,6 +95,11 @@ class Area(Generic[C]):
     def config_row(self, prop: str, config: C) -> dict[str, Any]:
         return config.as_dict()  # type: ignore[attr-defined]
 
+    def row_area(self, config: C) -> str:
+        """The group a row is shown under in the findings (the report page's area
+        filter): the area's name, unless the area sorts its configs further."""
+        return self.name
+
     # --- the pytest matrix ---------------------------------------------------------------
     def cases(self, matrix: str, options: Any) -> list[tuple[str, C]]:
         """(property, config) rows of ``matrix``; ``options`` is pytest's getoption."""
@@ -235,7 +240,7 @@ def search(area: Area[C], cluster: Cluster, config: C, prop: str) -> Outcome:
     def outcome(verdict: str, **kw: Any) -> Outcome:
         return Outcome(
             prop, config, expected, verdict, tally.calls, time.monotonic() - started,
-            why=why, config_row=area.config_row(prop, config), area=area.name, **kw,
+            why=why, config_row=area.config_row(prop, config), area=area.row_area(config), **kw,
         )  # fmt: skip
 
     def harness_error(where: str, exc: BaseException) -> Outcome:

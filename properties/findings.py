@@ -94,12 +94,13 @@ class Findings:
         report_page.write_page(rows, report_page.page_path(self.path))
 
     def table(self) -> str:
-        rows = [e.cells for e in self.outcomes]
-        widths = [max(len(r[i]) for r in [HEAD, *rows]) for i in range(len(HEAD))]
-        lines = [
-            "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [HEAD, *rows]
-        ]
-        lines.insert(1, "  ".join("-" * w for w in widths))
+        ours = [e for e in self.outcomes if e.row.get("area") != LIBRARIES]
+        libs = [e for e in self.outcomes if e.row.get("area") == LIBRARIES]
+        lines = _grid([e.cells for e in ours]) if ours or not libs else []
+        if libs:
+            lines += ["", "libraries (third-party locks, model/libraries.py):"]
+            lines += _grid([e.cells for e in libs])
+            lines += ["", *library_summary([e.row for e in libs])]
         counts: dict[str, int] = {}
         for e in self.outcomes:
             counts[e.row["verdict"]] = counts.get(e.row["verdict"], 0) + 1
@@ -114,6 +115,34 @@ class Findings:
 
 
 KEY = pytest.StashKey[Findings]()
+
+LIBRARIES = "libraries"  # the area of a third-party library's rows (properties/locks.py)
+
+
+def _grid(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [HEAD, *rows]) for i in range(len(HEAD))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [HEAD, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
+def library_summary(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per library and pool shape: its verdict per property, then the cause
+    of each violation (the model's ``why``, which cites the library's source)."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        config = row.get("config") or {}
+        shape = f"{config.get('pool')}/c{config.get('concurrency')}"
+        lock, lib = str(config.get("lock")), str(config.get("library", config.get("lock")))
+        name = lock if lock == lib else f"{lock} ({lib})"
+        key = (name, str(config.get("version", "?")), shape)
+        groups.setdefault(key, []).append(row)
+    lines = []
+    for (lib, version, shape), group in groups.items():
+        verdicts = ", ".join(f"{r['property']} {r['verdict']}" for r in group)
+        lines.append(f"{lib} {version} ({shape}): {verdicts}")
+        lines += [f"    {r['property']}: {r['why']}" for r in group if r["verdict"] == "violated"]
+    return lines
 
 
 def _mark(o: Outcome) -> str:

@@ -79,6 +79,11 @@ class LockArea(Area[LockConfig]):
     def violations(self, config: LockConfig, prop: str, events: Sequence[h.Event]) -> Found:
         return plain(lock_properties.PROPERTIES[prop].check(events))
 
+    def row_area(self, config: LockConfig) -> str:
+        """A third-party library's rows, its kind or its adapter as a plug-in, are
+        shown under "libraries" (model/libraries.py)."""
+        return "libraries" if config.library is not None else self.name
+
     def examples(self, config: LockConfig) -> dict[str, int]:
         return profiles.LOCK_EXAMPLES
 

@@ -18,6 +18,7 @@ from model.config import (
     StateConfig,
 )
 from model.delivery_properties import BUILTIN_EFFECTS
+from model.libraries import LIBRARIES
 
 SHAPES_FULL: list[tuple[Pool, int]] = [
     *(("prefork", c) for c in (1, 2, 3, 4)),
@@ -48,17 +49,40 @@ def builtin_configs(matrix: str) -> list[LockConfig]:
 _CI_SAFE_SIDE = ("mutual-exclusion", "exactly-one-invoice")
 
 
+# ci: each library on two prefork children, the property that holds for every atomic
+# acquire and the one its release decides (the lease running out under a paused
+# holder); the rest (fencing, kills, threads, concurrency 1) is in the full matrix.
+_CI_LIBRARY = ("mutual-exclusion", "lease-mutual-exclusion")
+
+
+def library_cases(matrix: str, props: list[str]) -> list[tuple[str, LockConfig]]:
+    """(property, config) pairs of the third-party libraries (model/libraries.py):
+    ``full``, every property on every pool shape; ``ci``, ``_CI_LIBRARY`` on
+    prefork/2."""
+    if matrix == "full":
+        return [
+            (p, LockConfig(lib, pool, c)) for lib in LIBRARIES for pool, c in SHAPES_FULL
+            for p in props
+        ]  # fmt: skip
+    return [
+        (p, LockConfig(lib, "prefork", 2)) for lib in LIBRARIES for p in props
+        if p in _CI_LIBRARY
+    ]  # fmt: skip
+
+
 def lock_cases(
     matrix: str, props: list[str], plugins: list[str] | None = None
 ) -> list[tuple[str, LockConfig]]:
-    """(property, config) pairs of the lock properties."""
+    """(property, config) pairs of the lock properties: the built-ins, then the
+    libraries; or only the plug-ins given."""
     if plugins:
         configs = [c for lock in plugins for c in plugin_configs(lock)]
         return [(p, c) for c in configs for p in props]
-    return [
+    builtin = [
         (p, c) for c in builtin_configs(matrix) for p in props
         if matrix == "full" or c.pool != "threads" or p in _CI_SAFE_SIDE
     ]  # fmt: skip
+    return builtin + library_cases(matrix, props)
 
 
 def plugin_configs(lock: str) -> list[LockConfig]:

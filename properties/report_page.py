@@ -60,6 +60,7 @@ def render_page(rows: Any) -> str:
             claims.append(_claim(row, len(claims)))
         else:
             outcomes.append(_outcome(row, len(outcomes)))
+    libraries = _libraries(rows if isinstance(rows, list) else [], outcomes)
     everything = outcomes + claims
     counts: dict[str, int] = {}
     for r in everything:
@@ -74,6 +75,7 @@ def render_page(rows: Any) -> str:
     env.globals["verdict_class"] = lambda v: VERDICT_CLASS.get(v, "unknown")
     return env.get_template("findings.html.j2").render(
         outcomes=outcomes,
+        libraries=libraries,
         claims=claims,
         unreadable=unreadable,
         counts=sorted(counts.items()),
@@ -87,6 +89,33 @@ def render_page(rows: Any) -> str:
 
 
 # --- rows as the templates read them ---------------------------------------------------
+
+
+def _libraries(rows: list[Any], outcomes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The third-party libraries' rows (area ``libraries``), one entry per library and
+    pool shape: its version, each property's verdict (linked to its row), and the cause
+    of each violation (the model's ``why``, which cites the library's source)."""
+    by_id = {o["id"]: o for o in outcomes}
+    raw = [r for r in rows if isinstance(r, dict) and "claim" not in r]
+    groups: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for n, row in enumerate(raw):
+        o = by_id.get(f"row-{n}")
+        if o is None or o["area"] != "libraries":
+            continue
+        raw_config = row.get("config")
+        config: dict[str, Any] = raw_config if isinstance(raw_config, dict) else {}
+        lib = _text(config.get("library") or config.get("lock"))
+        version = _text(config.get("version"))
+        shape = f"{_text(config.get('pool'))}/c{_text(config.get('concurrency'))}"
+        entry = groups.setdefault(
+            (_text(config.get("lock")), version, shape),
+            {"library": lib, "version": version, "shape": shape, "lock": _text(config.get("lock")),
+             "verdicts": [], "causes": []},
+        )  # fmt: skip
+        entry["verdicts"].append(o)
+        if o["verdict"] == "violated":
+            entry["causes"].append(o)
+    return list(groups.values())
 
 
 def _text(value: Any) -> str:

@@ -30,6 +30,12 @@ class Resources:
 
         return make_redis(_require("SUITE_CACHE_REDIS_URL", "the cache Redis"))
 
+    @property
+    def redis_url(self) -> str:
+        """The cache Redis's URL, for a library that builds its own client from one
+        (its client is not instrumented until wrapped: see examples/thirdparty/)."""
+        return _require("SUITE_CACHE_REDIS_URL", "the cache Redis")
+
     @cached_property
     def memcache(self) -> Any:
         """A pymemcache client on the run's memcached."""

@@ -1,5 +1,6 @@
 // Filters: area, verdict, a text match on property and config, failed checks only.
-// Every element marked .filterable carries data-area, data-verdict, data-text, data-failed.
+// Every element marked .filterable carries data-area, data-verdict, data-text, data-failed;
+// a row of several verdicts (a library's) lists them in data-verdict separated by "|".
 (function () {
   "use strict";
   var area = document.getElementById("f-area");
@@ -14,7 +15,7 @@
     var words = text.value.toLowerCase().split(/\s+/).filter(Boolean);
     var hay = el.dataset.text || "";
     return (!area.value || el.dataset.area === area.value) &&
-      (!verdict.value || el.dataset.verdict === verdict.value) &&
+      (!verdict.value || el.dataset.verdict.split("|").indexOf(verdict.value) >= 0) &&
       (!failed.checked || el.dataset.failed === "yes") &&
       words.every(function (w) { return hay.indexOf(w) !== -1; });
   }

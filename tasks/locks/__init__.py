@@ -31,6 +31,10 @@ class Resources(Protocol):
         """A redis-py client on the run's cache Redis (``InstrumentedRedis``)."""
 
     @property
+    def redis_url(self) -> str:
+        """The cache Redis's URL, for a library that builds its own client."""
+
+    @property
     def memcache(self) -> Any:
         """A pymemcache client on the run's memcached (instrumented, thread-safe)."""
 
