@@ -390,7 +390,8 @@ def rule(config: CanvasConfig, prop: str) -> tuple[Prediction, str]:
     if prop == "body-args":
         return "holds", (
             "the join key gets each header once (the done set <gid>.d keys it by task id "
-            "and header index), so the body's argument holds each result once"
+            "and header index, celery/backends/redis.py CHORD_PART_RETURN_LUA), so the "
+            "body's argument holds each result once"
         )
     raise KeyError(prop)
 

@@ -99,6 +99,10 @@ def _line(e: h.Event, where: dict[str, str]) -> tuple[str, str]:
             return x, "looks up its row -> " + ("found" if f else "NOT FOUND")
         case h.ChildReplaced(old=o, new=n):
             return "-", f"{n} forked in place of {o} (fresh copy of the main process)"
+        case h.BodySent(execution=x, task=t):
+            return x, f"CHORD BODY {t} published"
+        case h.BodyArgs(execution=x, results=r):
+            return x, f"body gets {list(r)}"
     return "-", e.describe()
 
 
