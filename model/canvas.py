@@ -73,8 +73,8 @@ class CanvasConfig:
         check_concurrency(self.pool, self.concurrency)
         if self.reject_on_worker_lost and not self.acks_late:
             raise ValueError("reject_on_worker_lost only acts with acks_late (Celery ignores it)")
-        if self.join != "zset":
-            raise ValueError("list mode (result_chord_ordered=False) is not in this slice")
+        if self.join not in ("zset", "list"):
+            raise ValueError(f"unknown join {self.join!r}: choose zset or list")
 
     @property
     def ack(self) -> str:

@@ -246,8 +246,13 @@ def canvas_cases(matrix: str) -> list[tuple[str, CanvasConfig]]:
     from model.canvas import PROPERTIES, CanvasConfig
 
     configs = [CanvasConfig("redis", "prefork", 2, late, requeue) for late, requeue in ACKS]
+    lists = [
+        CanvasConfig("redis", "prefork", 2, late, requeue, join="list") for late, requeue in ACKS
+    ]
     if matrix == "full":
-        return [(p, c) for c in configs for p in PROPERTIES]
+        return [(p, c) for c in configs + lists for p in PROPERTIES]
     early, late, requeue = configs
     cases = [(p, c) for c in (early, requeue) for p in PROPERTIES]
-    return [*cases, ("body-once", late), ("fires-once", late)]
+    # List mode: the done set keeps a rerun's part once there too (Celery 5.7).
+    on_list = [("body-after-headers", lists[1]), ("body-args", lists[1])]
+    return [*cases, ("body-once", late), ("fires-once", late), *on_list]

@@ -114,7 +114,16 @@ def _install_points() -> None:
 
 
 def register(app: Any) -> None:
-    """The canvas tasks on ``app``, and the points in Celery's chord counting."""
+    """The canvas tasks on ``app``, and the points in Celery's chord counting. The
+    join mode: ``result_chord_ordered`` is read from the backend's transport options
+    (celery/backends/redis.py ``RedisBackend._chord_zset``)."""
+    import os
+
+    from tasks.settings import Settings
+
+    ordered = Settings.from_env(os.environ).chord_ordered
+    options = dict(app.conf.get("result_backend_transport_options") or {})
+    app.conf.result_backend_transport_options = {**options, "result_chord_ordered": ordered}
     _install_points()
     app.task(name=PART, bind=True, base=CanvasPart)(part)
     app.task(name=BODY, bind=True)(body)

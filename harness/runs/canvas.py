@@ -20,7 +20,7 @@ stored once it has ended.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from harness.accounting import Message
 from harness.cluster import Cluster
@@ -51,6 +51,7 @@ class CanvasRunner(DeliveryRunner):
             config.reject_on_worker_lost, track_started=False, chord=True,
         )  # fmt: skip
         super().__init__(cluster, delivery, PROPERTIES[prop][0])
+        self.spec = replace(self.spec, chord_ordered=config.join == "zset")
         self.canvas = config
 
     def _new_run(self, tasks: int, n: int, history: h.History) -> CanvasRun:

@@ -159,7 +159,7 @@ def test_predictions_say_why() -> None:
 
 
 def test_config_label_and_scenario_line_round_trip() -> None:
-    for c in (EARLY, LATE, REQUEUE):
+    for c in (EARLY, LATE, REQUEUE, CanvasConfig(acks_late=True, join="list")):
         assert parse_label(c.label()) == c
     line = CanvasScenario("fires-once", LATE, 2, ("submit", "step t1", "kill-main t1", "vt"))
     assert decode_any(line.encode()) == line
@@ -167,3 +167,5 @@ def test_config_label_and_scenario_line_round_trip() -> None:
         parse_label("chord/redis/sometimes/zset/prefork/c2")
     with pytest.raises(ValueError):
         CanvasConfig(reject_on_worker_lost=True)
+    with pytest.raises(ValueError):
+        CanvasConfig(join="hash")  # type: ignore[arg-type]
