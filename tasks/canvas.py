@@ -37,6 +37,8 @@ from tasks import points
 PART = "suite.canvas_part"
 BODY = "suite.canvas_body"
 
+_ordered = True  # the join mode register() configured: a sorted set, else a list
+
 # A header run's execution, left open when its function returns (closed in
 # ``CanvasPart.after_return``), so Celery's store and count happen inside it.
 _open = threading.local()
@@ -66,9 +68,13 @@ def part(self: Any, spec: dict[str, Any]) -> str:
     except points.StaleExecution:
         return "stale"
     try:
+        # The join mode the count will pass its Lua script (celery/backends/redis.py
+        # ``on_chord_part_return``: ``1 if self._chord_zset else 0``) is the configured one.
+        if bool(getattr(self.backend, "_chord_zset", _ordered)) != _ordered:
+            raise RuntimeError(f"the chord join is not the configured one (ordered={_ordered})")
         points.point("done")
-    except BaseException:
-        run.close()
+    except BaseException as exc:
+        run.__exit__(type(exc), exc, exc.__traceback__)  # the execution ends "error"
         raise
     _open.run = run
     return str(task)
@@ -121,7 +127,8 @@ def register(app: Any) -> None:
 
     from tasks.settings import Settings
 
-    ordered = Settings.from_env(os.environ).chord_ordered
+    global _ordered
+    ordered = _ordered = Settings.from_env(os.environ).chord_ordered
     options = dict(app.conf.get("result_backend_transport_options") or {})
     app.conf.result_backend_transport_options = {**options, "result_chord_ordered": ordered}
     _install_points()
