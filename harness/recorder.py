@@ -120,7 +120,21 @@ def _looked(s: Sink, ex: Execution, msg: dict[str, Any]) -> None:
 
 PUBLISH: dict[str, Report] = {"looked": _looked}
 
-EXECUTION_REPORTS: dict[str, Report] = {**LOCK, **DELIVERY, **STATE, **PUBLISH}
+
+def _body_sent(s: Sink, ex: Execution, msg: dict[str, Any]) -> None:
+    m = s.messages.get(msg["id"])
+    if m is not None:
+        m.published += 1  # the broker owes one more delivery of the body's task id
+        s.history.append(h.BodySent(ex.id, m.task))
+
+
+def _body_args(s: Sink, ex: Execution, msg: dict[str, Any]) -> None:
+    s.history.append(h.BodyArgs(ex.id, tuple(str(r) for r in msg["results"])))
+
+
+CANVAS: dict[str, Report] = {"sent": _body_sent, "body": _body_args}
+
+EXECUTION_REPORTS: dict[str, Report] = {**LOCK, **DELIVERY, **STATE, **PUBLISH, **CANVAS}
 
 
 def record(s: Sink, ex: Execution, msg: dict[str, Any]) -> None:

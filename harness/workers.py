@@ -40,6 +40,7 @@ class WorkerSpec:
     gates: bool = False  # scheduling points inside the prefork pool (tasks/patches/gates.py)
     results: str = "redis"  # the result backend: redis | db (SQLAlchemy on PostgreSQL)
     consumer_timeout_ms: int | None = None  # amqp: a private node with this timeout
+    chord_ordered: bool = True  # Redis results: a chord's join is a sorted set, else a list
 
     @property
     def name(self) -> str:
@@ -59,6 +60,7 @@ class WorkerSpec:
         if self.state_init is not None:
             extra += f"-init{self.state_init}"
         extra += ("-gates" if self.gates else "") + ("" if self.results == "redis" else "-dbres")
+        extra += "" if self.chord_ordered else "-chordlist"
         return f"{self.pool}{self.concurrency}{flags}{extra}{broker}"
 
     @property
@@ -114,6 +116,7 @@ class Worker:
             prefetch=spec.prefetch,
             state_init=spec.state_init,
             gates=spec.gates,
+            chord_ordered=spec.chord_ordered,
         )
 
     def launch(self) -> None:

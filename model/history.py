@@ -464,6 +464,26 @@ class BeatQueued(Event):
     count: int
 
 
+# --- canvas: a chord's body (model/canvas.py) ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class BodySent(Event):
+    """A header run's ``on_chord_part_return`` published the chord's body (Celery's
+    ``after_task_publish`` for the body, inside that run's count)."""
+
+    execution: str
+    task: str  # the body's task name in the scenario
+
+
+@dataclass(frozen=True)
+class BodyArgs(Event):
+    """A run of the chord's body got the header results ``results`` as its argument."""
+
+    execution: str
+    results: tuple[str, ...]
+
+
 @dataclass
 class History:
     events: list[Event] = field(default_factory=list)

@@ -5,12 +5,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from properties import beat, delivery, eager, locks, publish, state
+from properties import beat, canvas, delivery, eager, locks, publish, state
 from properties.engine import Area
 from properties.scenario import Line
 
 AREAS: dict[str, Area[Any]] = {
-    a.name: a for a in (locks.AREA, delivery.AREA, state.AREA, eager.AREA, publish.AREA, beat.AREA)
+    a.name: a
+    for a in (
+        locks.AREA,
+        delivery.AREA,
+        state.AREA,
+        eager.AREA,
+        publish.AREA,
+        beat.AREA,
+        canvas.AREA,
+    )
 }
 
 

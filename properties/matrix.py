@@ -8,6 +8,7 @@ processes, several threads).
 
 from __future__ import annotations
 
+from model.canvas import CanvasConfig
 from model.config import (
     BUILTIN_LOCKS,
     DeliveryConfig,
@@ -259,3 +260,23 @@ def publish_cases(matrix: str) -> list[PublishConfig]:
     if matrix == "full":
         shapes += [("prefork", 1), ("threads", 2), ("solo", 1)]
     return [PublishConfig(mode, pool, c) for pool, c in shapes for mode in MODES]
+
+
+def canvas_cases(matrix: str) -> list[tuple[str, CanvasConfig]]:
+    """(property, config) pairs of the canvas area: a chord on the Redis broker and
+    result backend (sorted-set join), prefork/2. ``ci``: every property on early ack
+    and acks_late + reject_on_worker_lost (each side of fires-once), body-once on
+    acks_late alone; ``full``: every property on every ack setting."""
+    from model.canvas import PROPERTIES, CanvasConfig
+
+    configs = [CanvasConfig("redis", "prefork", 2, late, requeue) for late, requeue in ACKS]
+    lists = [
+        CanvasConfig("redis", "prefork", 2, late, requeue, join="list") for late, requeue in ACKS
+    ]
+    if matrix == "full":
+        return [(p, c) for c in configs + lists for p in PROPERTIES]
+    early, late, requeue = configs
+    cases = [(p, c) for c in (early, requeue) for p in PROPERTIES]
+    # List mode: the done set keeps a rerun's part once there too (Celery 5.7).
+    on_list = [("body-after-headers", lists[1]), ("body-args", lists[1])]
+    return [*cases, ("body-once", late), ("fires-once", late), *on_list]

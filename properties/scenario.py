@@ -13,8 +13,9 @@ import shlex
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from model import lock_properties
+from model import canvas, lock_properties
 from model.beat import BeatConfig, parse_beat_label
+from model.canvas import CanvasConfig
 from model.config import (
     Broker,
     DeliveryConfig,
@@ -179,11 +180,35 @@ class BeatScenario(Line[BeatConfig]):
         return cls(m["prop"], parse_beat_label(m["label"]), int(m["n"]), split_moves(m["m"]))
 
 
+@dataclass(frozen=True)
+class CanvasScenario(Line[CanvasConfig]):
+    """``body-once canvas chord/redis/late/zset/prefork/c2 tasks=2: submit; step t1; ...``
+    (``tasks``: the chord's header tasks, model/canvas.py)."""
+
+    def head(self) -> str:
+        return f"{self.prop} canvas {self.config.label()}"
+
+    @classmethod
+    def decode(cls, text: str) -> CanvasScenario:
+        m = _CANVAS.fullmatch(text.strip())
+        if not m:
+            raise ValueError(
+                "a canvas scenario reads '<property> canvas chord/<broker>/<ack>/<join>/"
+                f"<pool>/c<n> tasks=<n>: <move>; ...', got {text!r}"
+            )
+        return cls(m["prop"], canvas.parse_label(m["label"]), int(m["n"]), split_moves(m["m"]))
+
+
+_CANVAS = re.compile(r"(?P<prop>\S+) canvas (?P<label>\S+) tasks=(?P<n>\d+):(?P<m>.*)")
+
+
 def decode_any(text: str) -> Line[Any]:
-    """A lock, delivery, state, publishing or beat scenario line, whichever it is."""
+    """A lock, delivery, state, publishing, beat or canvas scenario line, whichever it is."""
     head = text.strip().split(" ", 3)
     if len(head) >= 2 and head[1] == "beat":
         return BeatScenario.decode(text)
+    if len(head) >= 2 and head[1] == "canvas":
+        return CanvasScenario.decode(text)
     if len(head) >= 2 and head[1] in ("state", "eager", "publish"):
         return StateScenario.decode(text)
     if len(head) >= 3 and head[2].count("/") >= 3:

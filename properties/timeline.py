@@ -105,6 +105,10 @@ def _line(e: h.Event, where: dict[str, str]) -> tuple[str, str]:
             return "-", f"CLOCK advances to {_clock(n)}"
         case h.BeatQueued(entry=x, count=c):
             return "-", f"broker: {c} message(s) of {x} queued"
+        case h.BodySent(execution=x, task=t):
+            return x, f"CHORD BODY {t} published"
+        case h.BodyArgs(execution=x, results=r):
+            return x, f"body gets {list(r)}"
     return "-", e.describe()
 
 

@@ -50,6 +50,9 @@ class Settings:
     queue_expires_ms: int = 0  # SUITE_QUEUE_EXPIRES_MS: 0, queues never expire
     visibility_timeout: float = 3600.0  # SUITE_VISIBILITY_TIMEOUT (Redis), seconds
     pool_maintain_period: float = 0.01  # SUITE_POOL_MAINTAIN_PERIOD, seconds
+    # SUITE_CHORD_ORDERED: the Redis result backend's chord join, a sorted set (True)
+    # or a list (result_backend_transport_options' result_chord_ordered; tasks/canvas.py)
+    chord_ordered: bool = True
 
     def to_env(self) -> dict[str, str]:
         return {
@@ -68,6 +71,7 @@ class Settings:
             "SUITE_QUEUE_EXPIRES_MS": str(self.queue_expires_ms),
             "SUITE_VISIBILITY_TIMEOUT": str(self.visibility_timeout),
             "SUITE_POOL_MAINTAIN_PERIOD": str(self.pool_maintain_period),
+            "SUITE_CHORD_ORDERED": _bit(self.chord_ordered),
         }
 
     @classmethod
@@ -94,4 +98,5 @@ class Settings:
             pool_maintain_period=float(
                 get("SUITE_POOL_MAINTAIN_PERIOD", str(cls.pool_maintain_period))
             ),
+            chord_ordered=_flag(get("SUITE_CHORD_ORDERED"), cls.chord_ordered),
         )
