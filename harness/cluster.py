@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from harness import expiry, procs
+from harness import expiry, procs, timing
 from harness.brokers import AmqpBroker, Broker, RedisBroker
 from harness.controller import Controller
 from harness.errors import HarnessError
@@ -392,9 +392,11 @@ class Cluster:
         queue: str | None = None,
         countdown: float | None = None,
     ) -> None:
-        self.sender(worker.spec.broker, worker.spec.consumer_timeout_ms).send_task(
-            name, args=[spec], queue=queue or worker.queue, task_id=task_id, countdown=countdown
-        )
+        with timing.phase("send"):
+            self.sender(worker.spec.broker, worker.spec.consumer_timeout_ms).send_task(
+                name, args=[spec], queue=queue or worker.queue, task_id=task_id,
+                countdown=countdown,
+            )  # fmt: skip
 
     def send_chord(
         self, worker: Worker, spec: dict[str, Any], task_id: str, body_id: str, queue: str
@@ -406,7 +408,8 @@ class Cluster:
         app = self.sender(worker.spec.broker, worker.spec.consumer_timeout_ms)
         header = app.signature("suite.deliver", args=[spec], queue=queue, task_id=task_id)
         body = app.signature("suite.chord_body", queue=queue, task_id=body_id)
-        chord([header], body).apply_async()
+        with timing.phase("send"):
+            chord([header], body).apply_async()
 
     def next_example(self) -> int:
         self._examples += 1
