@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from harness import expiry, procs
+from harness import expiry, procs, timing
 from harness.brokers import AmqpBroker, Broker, RedisBroker
 from harness.controller import Controller
 from harness.errors import HarnessError
@@ -73,6 +73,7 @@ class Cluster:
         self._forkserver: ForkServer | None = None
         self._retired: list[Worker] = []
         self._queues: dict[str, list[str]] = {"redis": [], "amqp": []}  # every queue made
+        self._declared: set[str] = set()  # Redis queues a send has declared
         self.run_id = secrets.token_hex(3) + "-"
 
     # --- start / stop --------------------------------------------------------------------
@@ -392,9 +393,31 @@ class Cluster:
         queue: str | None = None,
         countdown: float | None = None,
     ) -> None:
-        self.sender(worker.spec.broker, worker.spec.consumer_timeout_ms).send_task(
-            name, args=[spec], queue=queue or worker.queue, task_id=task_id, countdown=countdown
-        )
+        """Publish task ``name`` to the worker's queue (or ``queue``).
+
+        A task registered with ``ignore_result`` is sent with it: otherwise Celery
+        subscribes to a result channel per send (``backend.on_task_call``) that the
+        worker never publishes to, and unsubscribes when the result is dropped. On
+        Redis the queue is declared by its first send only: its ``x-expires``
+        (tasks/patches/expiring_queues.py) makes kombu redeclare it on every publish
+        (``Queue.can_cache_declaration``), and a Redis declaration only reads the
+        queue's length and records that expiry in the sending channel, which keeps it
+        (the next sends still set ``PEXPIRE``; kombu/transport/redis.py
+        ``_new_queue``). RabbitMQ keeps kombu's behaviour: there the queue can expire.
+        """
+        target = queue or worker.queue
+        options: dict[str, Any] = {}
+        if getattr(self.app.tasks.get(name), "ignore_result", False):
+            options["ignore_result"] = True
+        redis = worker.spec.broker == "redis"
+        if redis and target in self._declared:
+            options["declare"] = []
+        with timing.phase("send"):
+            self.sender(worker.spec.broker, worker.spec.consumer_timeout_ms).send_task(
+                name, args=[spec], queue=target, task_id=task_id, countdown=countdown, **options
+            )
+        if redis:
+            self._declared.add(target)
 
     def send_chord(
         self, worker: Worker, spec: dict[str, Any], task_id: str, body_id: str, queue: str
@@ -406,7 +429,8 @@ class Cluster:
         app = self.sender(worker.spec.broker, worker.spec.consumer_timeout_ms)
         header = app.signature("suite.deliver", args=[spec], queue=queue, task_id=task_id)
         body = app.signature("suite.chord_body", queue=queue, task_id=body_id)
-        chord([header], body).apply_async()
+        with timing.phase("send"):
+            chord([header], body).apply_async()
 
     def next_example(self) -> int:
         self._examples += 1

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from harness import ordering, recorder
+from harness import ordering, recorder, timing
 from harness.accounting import Message
 from harness.errors import HarnessError, HarnessTimeout
 from harness.wire import Wire
@@ -132,17 +132,18 @@ class Controller:
 
         ``poll`` bounds the time between two looks at ``done()`` when it also reads
         state no event announces (a broker queue)."""
-        deadline = time.monotonic() + timeout
-        while not done():
-            if check is not None:
-                check()
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise HarnessTimeout(
-                    f"timed out after {timeout:.0f}s waiting for {what}; "
-                    f"executions: {self.describe()}"
-                )
-            self.pump(min(left, poll))
+        with timing.phase("wait", scoped=True):
+            deadline = time.monotonic() + timeout
+            while not done():
+                if check is not None:
+                    check()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise HarnessTimeout(
+                        f"timed out after {timeout:.0f}s waiting for {what}; "
+                        f"executions: {self.describe()}"
+                    )
+                self.pump(min(left, poll))
 
     def _apply(self, cid: int, msg: dict[str, Any] | None) -> None:
         if msg is None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import psutil
 
+from harness import timing
 from harness.cluster import Cluster
 from harness.errors import HarnessError
 from harness.runs.base import Chooser
@@ -132,6 +133,7 @@ def search_row(name: str, cluster: Cluster, area: str, config: Any, prop: str) -
     from properties.engine import search
 
     search(AREAS[area], cluster, config, prop)  # warm: the row's workers are up
+    timing.timings.reset()  # SUITE_PROFILE_MOVES=1: this row's phases only
     outcome = search(AREAS[area], cluster, config, prop)
     row = {
         "name": name,
@@ -142,6 +144,10 @@ def search_row(name: str, cluster: Cluster, area: str, config: Any, prop: str) -
         "ms_per_example": round(1000 * outcome.seconds / outcome.examples, 1),
         "peak_rss_mb": round(tree_rss_mb(), 1),
     }
+    if timing.enabled:
+        row["timing"] = timing.snapshot()
+        print(timing.timings.report(), flush=True)
+        timing.timings.reset()  # the exit report covers what is not in a row
     print(json.dumps(row), flush=True)
     return row
 

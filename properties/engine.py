@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
+from harness import timing
 from harness.cluster import Cluster
 from model import history as h
 from model.verdict import Prediction
@@ -179,7 +180,8 @@ def hypothesis_test(
     def counted(data: st.DataObject) -> None:
         seen.calls += 1
         try:
-            one(data)
+            with timing.phase("example"):  # its own time: Hypothesis, judging
+                one(data)
         except Failure:
             if seen.first_failure is None:
                 seen.first_failure = seen.calls

@@ -15,11 +15,13 @@ from typing import Any
 from celery import Celery, signals
 from celery.contrib.django.task import DjangoTask
 
-from tasks import agent, bodies, canvas, django_setup, patches, state
+from tasks import agent, bodies, canvas, django_setup, patches, state, warm
 from tasks import deliver as delivery
 from tasks.settings import Settings
 
 django_setup.configure()
+# A fresh worker imports these before its pool forks, as the fork server does.
+warm.preload()
 
 settings = Settings.from_env(os.environ)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import json
 import os
 import signal
@@ -45,6 +46,10 @@ def _preload() -> None:
     import psycopg  # noqa: F401
     import pymemcache  # noqa: F401
     import redis  # noqa: F401
+
+    from tasks import warm
+
+    warm.preload()
 
 
 def _reap(*_: Any) -> None:
@@ -96,6 +101,10 @@ def _child(req: dict[str, Any], server: socket.socket, conn: socket.socket) -> N
 
 def serve(path: str) -> None:
     _preload()
+    # The preloaded modules live as long as the server: frozen, no worker's
+    # collections walk (and so copy) their pages.
+    gc.collect()
+    gc.freeze()
     signal.signal(signal.SIGCHLD, _reap)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     # bind() creates the file before listen() accepts: a client that waits for the

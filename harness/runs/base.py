@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from harness import timing
 from harness.cluster import Cluster
 from harness.errors import HarnessError
 from harness.workers import Worker, WorkerSpec
@@ -48,7 +49,8 @@ def play(
             raise HarnessError(f"scenario did not finish within {limit} moves")
         move = choose(options)
         moves.append(move)
-        apply(move)
+        with timing.phase(f"move {move.partition(' ')[0]}") if timing.enabled else timing.OFF:
+            apply(move)
 
 
 class Runner(Generic[R]):
@@ -65,21 +67,27 @@ class Runner(Generic[R]):
 
     def run(self, tasks: int, choose: Chooser) -> R:
         """One example of at most ``tasks`` tasks, its moves chosen by ``choose``."""
-        self.worker = self._get_worker()
+        with timing.phase("get worker"):
+            self.worker = self._get_worker()
         ctl = self.cluster.controller
         n = self.cluster.next_example()
-        run = self._new_run(tasks, n, ctl.begin_example())  # forgets the dead processes
-        self._begin(run, n)
+        with timing.phase("reset"):
+            run = self._new_run(tasks, n, ctl.begin_example())  # forgets the dead processes
+            self._begin(run, n)
         try:
-            self._before_moves(run)
+            with timing.phase("before moves"):
+                self._before_moves(run)
             play(run.moves, lambda: self.enabled(run, tasks), choose,
                  lambda move: self.apply(run, move), self.max_moves)  # fmt: skip
         except BaseException:
-            self._after_error()
+            with timing.phase("reset"):
+                self._after_error()
             raise
         finally:
-            self._after_moves()
-        self._end(run)
+            with timing.phase("reset"):
+                self._after_moves()
+        with timing.phase("end"):
+            self._end(run)
         if ctl.anomalies:
             raise HarnessError("control channel anomalies: " + "; ".join(ctl.anomalies))
         return run

@@ -7,12 +7,13 @@ that imports it (the sender, a worker's main process, before the pool forks).
 
 from __future__ import annotations
 
-from tasks.patches import deliveries, expiring_queues, gates, pool_maintenance, skips
+from tasks.patches import deliveries, expiring_queues, fast_fork, gates, pool_maintenance, skips
 from tasks.settings import Settings
 
 
 def install_all(settings: Settings) -> None:
     pool_maintenance.install(settings.pool_maintain_period)
+    fast_fork.install()
     expiring_queues.install(settings.queue_expires_ms)
     deliveries.install(settings.worker)
     skips.install(settings.worker)
