@@ -35,6 +35,7 @@ T = TypeVar("T")
 
 _PR_SET_PDEATHSIG = 1
 _KILL_TIMEOUT = 5.0
+_STOP_ALL_TIMEOUT = 10.0  # stop_all: every group's clean shutdown, together
 _REAPER_MODULE = "harness._reaper"
 
 # Resolved in the parent: the forked child must not load libraries before exec.
@@ -108,6 +109,10 @@ class Managed:
         self.pgid = popen.pid  # start_new_session makes the child its group's leader
         self.log_path = log_path
         self._stopped = False
+        # What asks the group to end cleanly (a server may set its own: PostgreSQL's
+        # SIGTERM is a smart shutdown, which waits for every session to close).
+        self.stop_signal: int = signal.SIGTERM
+        self._asked = False  # the stop signal was sent (terminate)
 
     def __repr__(self) -> str:
         return f"<Managed {self.name} pid={self.pid} alive={self.alive()}>"
@@ -127,10 +132,11 @@ class Managed:
             return None
 
     def terminate(self) -> None:
-        """SIGTERM the group without waiting (``stop`` waits): lets several groups
-        shut down at once."""
+        """Send the group its stop signal without waiting (``stop`` waits): lets
+        several groups shut down at once."""
         if not self._stopped and (self.alive() or group_members(self.pgid)):
-            _killpg(self.pgid, signal.SIGTERM)
+            _killpg(self.pgid, self.stop_signal)
+            self._asked = True
 
     def kill_group(self) -> None:
         """SIGKILL the whole group and reap it; the process is done afterwards."""
@@ -142,7 +148,8 @@ class Managed:
         if self._stopped:
             return
         if self.alive() or group_members(self.pgid):
-            _killpg(self.pgid, signal.SIGTERM)
+            if not self._asked:
+                _killpg(self.pgid, self.stop_signal)
             self.wait(timeout)
         self._finish()
 
@@ -359,9 +366,15 @@ def stop_all() -> None:
     with _lock:
         managed = list(reversed(_registry))
     errors: list[HarnessError] = []
+    # Every group is asked to stop at once, then each gets what is left of one shared
+    # wait: one by one, a ci run's exit on Ctrl-C took over 60 s on a loaded machine.
+    for m in managed:
+        with contextlib.suppress(OSError):
+            m.terminate()
+    deadline = time.monotonic() + _STOP_ALL_TIMEOUT
     for m in managed:
         try:
-            m.stop()
+            m.stop(timeout=max(0.0, deadline - time.monotonic()))
         except HarnessError as e:
             errors.append(e)
     with _lock:

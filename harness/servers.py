@@ -110,6 +110,7 @@ class _Server:
                 cwd=str(self.run_dir),
                 log_path=str(self.log_path),
             )
+            self._proc.stop_signal = self.stop_signal  # stop_all asks it the same way
             self._await_ready(self._proc)
             self._after_ready()
         except BaseException:
