@@ -92,7 +92,10 @@ class FakeController:
 
 
 @pytest.fixture(scope="module")
-def fake_controller() -> Iterator[FakeController]:
+def fake_controller(cluster: Cluster) -> Iterator[FakeController]:
+    # The session cluster first: its start sets SUITE_CONTROL to its own controller,
+    # and started after this patch (which xdist's test order can make the case) it
+    # took the executions here to a controller that never answers them: a hang.
     ctl = FakeController()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SUITE_CONTROL", ctl.address)

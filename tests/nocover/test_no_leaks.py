@@ -21,7 +21,10 @@ ROOT = Path(__file__).resolve().parents[2]
 # Starts a cluster and a prefork worker, prints every pid it started, then either
 # stops normally or blocks until a signal arrives.
 CHILD = """
-import os, sys, time, psutil
+import os, signal, sys, time, psutil
+# Ctrl-C as from a terminal: a shell starts a background job with SIGINT ignored, and
+# Python then keeps it ignored (the sigint case hung when the suite ran as one).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from harness.cluster import Cluster
 from harness.workers import WorkerSpec
 c = Cluster().start()
