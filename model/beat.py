@@ -62,7 +62,7 @@ from model.history import (
     Killed,
 )
 from model.invariants import Violation
-from model.verdict import Prediction
+from model.verdict import Mismatch, Prediction
 
 Scheduler = Literal["persistent", "redbeat"]
 Faults = Literal["none", "kill", "pause"]
@@ -140,17 +140,6 @@ def clock(slot: int) -> str:
 
 
 # --- the model ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Mismatch:
-    index: int
-    expected: str
-    observed: str
-    why: str
-
-    def describe(self) -> str:
-        return f"#{self.index}: expected {self.expected}, observed {self.observed} — {self.why}"
 
 
 @dataclass

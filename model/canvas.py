@@ -45,7 +45,7 @@ from model import history as h
 from model.config import BROKERS, Broker, Pool, check_concurrency, check_pool
 from model.invariants import Violation
 from model.processes import is_child
-from model.verdict import Prediction
+from model.verdict import Mismatch, Prediction
 
 BODY = "t9"  # the body's task name in a scenario (headers are t1..t3)
 MAX_HEADERS = 3
@@ -209,17 +209,6 @@ def body_args(events: Sequence[h.Event]) -> list[Violation]:
 
 
 # --- the join, replayed: what each count must do -----------------------------------------------
-
-
-@dataclass(frozen=True)
-class Mismatch:
-    index: int
-    expected: str
-    observed: str
-    why: str
-
-    def describe(self) -> str:
-        return f"#{self.index} expected {self.expected}, observed {self.observed}: {self.why}"
 
 
 @dataclass

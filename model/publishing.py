@@ -28,12 +28,11 @@ model/config.py ``PublishConfig``, its events model/history.py's publishing sect
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from model.config import Mode, PublishConfig
 from model.history import Committed, Event, Inserted, Looked, Published, RolledBack, Started
 from model.invariants import Violation
-from model.verdict import Prediction
+from model.verdict import Mismatch, Prediction
 
 PROPERTY = "task-finds-its-row"
 PROPERTIES = {
@@ -42,17 +41,6 @@ PROPERTIES = {
 
 
 # --- the model ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Mismatch:
-    index: int
-    expected: str
-    observed: str
-    why: str
-
-    def describe(self) -> str:
-        return f"#{self.index}: expected {self.expected}, observed {self.observed} — {self.why}"
 
 
 def publishes_at_once(mode: Mode) -> bool:

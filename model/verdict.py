@@ -12,6 +12,7 @@ reported as "unsafe without fencing", not as broken.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 Prediction = Literal["holds", "violated", "unknown"]
@@ -50,3 +51,17 @@ def accept(outcome: Judged) -> tuple[bool, str]:
     if o.prop == FENCING:
         return True, UNSAFE_WITHOUT_FENCING
     return False, "broken"
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """Where a run did what an area's replay model does not allow (publishing, beat,
+    canvas; locks and delivery add the execution or task to theirs)."""
+
+    index: int
+    expected: str
+    observed: str
+    why: str
+
+    def describe(self) -> str:
+        return f"#{self.index}: expected {self.expected}, observed {self.observed} — {self.why}"
