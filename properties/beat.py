@@ -26,13 +26,15 @@ from model.beat import BeatConfig
 from model.verdict import Prediction
 from properties.engine import Area, Found, Runner, described, plain
 from properties.scenario import BeatScenario
-from properties.schedule import FAULTS, SWITCHING, lenient
+from properties.schedule import lenient, schedule
 
 # Examples per row: each starts its beats afresh (a fork each, ~0.3 s on an idle
 # machine), so a beat example costs about a lock example's second.
 BEAT_EXAMPLES = {"dev": 15, "ci": 8, "nightly": 200}
 # Moves that only let a scenario go on; the rest (kill, pause, expire) are faults.
 CALM = ("send", "tick", "advance", "resume", "restart", "end")
+# Progress sticks with the beat last sent or ticked unless a switch is drawn.
+STICKY = ("send", "tick")
 
 # Known shapes, in the runner's move names (the lenient replay skips a move that is
 # not enabled, then finishes the simplest way).
@@ -52,35 +54,6 @@ SHAPES: dict[str, list[str]] = {
 }  # fmt: skip
 
 
-def _one_in(data: st.DataObject, k: int) -> bool:
-    n = (1 << k) - 1
-    return n == 0 or data.draw(st.integers(0, n)) == n
-
-
-class BeatChooser:
-    """The swarm scheduler (properties/schedule.py ``Scheduler``) in beat's words:
-    progress sticks with the beat it last moved unless a switch is drawn; a fault is
-    drawn 1 in 2**k moves. Every draw shrinks towards "no switch, no fault"."""
-
-    def __init__(self, data: st.DataObject) -> None:
-        self.data = data
-        self.switching = data.draw(SWITCHING, label="switching")
-        self.faults = data.draw(FAULTS, label="faults")
-        self.current: str | None = None
-
-    def __call__(self, enabled: list[str]) -> str:
-        calm = [m for m in enabled if m.startswith(CALM)]
-        faults = [m for m in enabled if m not in calm]
-        if faults and (not calm or _one_in(self.data, self.faults)):
-            return self.data.draw(st.sampled_from(faults))
-        if self.current in calm and not _one_in(self.data, self.switching):
-            move = self.current
-        else:
-            move = self.data.draw(st.sampled_from(calm))
-        self.current = move if move.startswith(("send", "tick")) else None
-        return move
-
-
 class BeatArea(Area[BeatConfig]):
     name = "beat"
     digest = "beat|"
@@ -93,7 +66,7 @@ class BeatArea(Area[BeatConfig]):
         return BeatRunner(cluster, config)
 
     def draw(self, data: st.DataObject, runner: Runner) -> Any:
-        return runner.run(data.draw(self.tasks, label="periods"), BeatChooser(data))
+        return runner.run(data.draw(self.tasks, label="periods"), schedule(data, CALM, STICKY))
 
     def attacks(self, runner: Runner, config: BeatConfig, prop: str) -> Iterator[tuple[str, Run]]:
         for name, moves in SHAPES.items():

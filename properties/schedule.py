@@ -39,12 +39,20 @@ class Scheduler:
     interleaving and the faults it needs.
     """
 
-    def __init__(self, data: st.DataObject, switching: int, faults: int) -> None:
+    def __init__(
+        self,
+        data: st.DataObject,
+        switching: int,
+        faults: int,
+        calm: tuple[str, ...] = PROGRESS,
+        sticky: tuple[str, ...] = ("step",),
+    ) -> None:
         self.data, self.switching, self.faults = data, switching, faults
+        self.calm, self.sticky = calm, sticky  # an area's progress moves, and which stick
         self.current: str | None = None
 
     def __call__(self, enabled: list[str]) -> str:
-        calm = [m for m in enabled if m.startswith(PROGRESS)]
+        calm = [m for m in enabled if m.startswith(self.calm)]
         faults = [m for m in enabled if m not in calm]
         if faults and (not calm or _one_in(self.data, self.faults)):
             return self.data.draw(st.sampled_from(faults))
@@ -52,15 +60,18 @@ class Scheduler:
             move = self.current
         else:
             move = self.data.draw(st.sampled_from(calm))
-        self.current = move if move.startswith("step") else None
+        self.current = move if move.startswith(self.sticky) else None
         return move
 
 
-def schedule(data: st.DataObject) -> Scheduler:
+def schedule(
+    data: st.DataObject, calm: tuple[str, ...] = PROGRESS, sticky: tuple[str, ...] = ("step",)
+) -> Scheduler:
     """A Scheduler with this example's switching and fault odds."""
     return Scheduler(
-        data, data.draw(SWITCHING, label="switching"), data.draw(FAULTS, label="faults")
-    )
+        data, data.draw(SWITCHING, label="switching"), data.draw(FAULTS, label="faults"),
+        calm, sticky,
+    )  # fmt: skip
 
 
 def simplest(enabled: list[str]) -> str:
