@@ -154,6 +154,12 @@ class Cluster:
         self.servers.append(server)
         return str(server.url(0))
 
+    @property
+    def forkserver(self) -> ForkServer | None:
+        """What forks this cluster's celery processes (workers, beats), or None when
+        each starts as a fresh interpreter (``SUITE_FORKSERVER=0``)."""
+        return self._forkserver
+
     def stop(self) -> None:
         standbys = [w for ws in self._standby.values() for w in ws]
         workers = [*self.workers.values(), *standbys, *self._retired]

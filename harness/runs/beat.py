@@ -222,7 +222,7 @@ class BeatRunner:
         # The cluster's fork server (harness/forkserver.py) runs the same `celery`
         # command line with Celery, kombu and redis-py already imported: a beat starts
         # in a fraction of a fresh interpreter's second.
-        server = getattr(self.cluster, "_forkserver", None)
+        server = self.cluster.forkserver
         if server is not None:
             managed = server.fork(argv, name=f"beat {name}", env=env, cwd=str(ROOT), log_path=log)
         else:
