@@ -93,7 +93,10 @@ class EagerArea(Area[EagerConfig]):
     def cases(self, matrix_: str, options: Any) -> list[tuple[str, EagerConfig]]:
         return matrix.eager_cases(matrix_)
 
-    def replay(self, cluster: Cluster, scenario: Line[EagerConfig]) -> tuple[Any, Failure | None]:
+    def replay(
+        self, cluster: Cluster, scenario: Line[EagerConfig], offered: list[list[str]] | None = None
+    ) -> tuple[Any, Failure | None]:
+        # Inline runs: no enabled sets, nothing for ``offered``.
         run = run_eagerly(scenario.prop, scenario.config, scenario.moves)
         return run, judge(self, scenario.prop, scenario.config, run)
 

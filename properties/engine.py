@@ -13,10 +13,12 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
+from hypothesis.errors import FlakyStrategyDefinition
 
 from harness import timing
 from harness.cluster import Cluster
@@ -25,7 +27,7 @@ from model.verdict import Prediction
 from properties import profiles, shrinking
 from properties.outcome import Failure, Outcome, verdict_of
 from properties.scenario import Line
-from properties.schedule import Chooser, exact, schedule
+from properties.schedule import Chooser, exact, first_difference, schedule, watching
 from properties.timeline import render
 
 C = TypeVar("C")
@@ -110,10 +112,14 @@ class Area(Generic[C]):
         return f"{prop}-{config.label()}"  # type: ignore[attr-defined]
 
     # --- replay ----------------------------------------------------------------------------
-    def replay(self, cluster: Cluster, scenario: Line[C]) -> tuple[Any, Failure | None]:
-        """Run exactly the scenario's moves; a move that is not enabled is a divergence."""
+    def replay(
+        self, cluster: Cluster, scenario: Line[C], offered: list[list[str]] | None = None
+    ) -> tuple[Any, Failure | None]:
+        """Run exactly the scenario's moves; a move that is not enabled is a divergence.
+        ``offered`` keeps the enabled set of each move (``schedule.watching``)."""
         runner = self.runner(cluster, scenario.config, scenario.prop)
-        run = runner.run(scenario.tasks, exact(scenario.moves))
+        choose = exact(scenario.moves)
+        run = runner.run(scenario.tasks, choose if offered is None else watching(choose, offered))
         return run, judge(self, scenario.prop, scenario.config, run)
 
 
@@ -205,6 +211,67 @@ def hypothesis_test(
     return bounded
 
 
+@dataclass
+class Played:
+    """One example of a search: its Hypothesis choices, the enabled sets it was
+    offered, the history it made and the error it raised, if any."""
+
+    choices: tuple[Any, ...]
+    offered: list[list[str]]
+    events: list[h.Event]
+    error: str = ""
+
+
+class Watched:
+    """An area's runner whose examples are kept as ``Played``: the evidence when a
+    search does not replay (``replayed_differently``)."""
+
+    def __init__(self, runner: Any, cluster: Cluster) -> None:
+        self._runner, self._cluster = runner, cluster
+        self.examples: list[Played] = []
+        self._offered: list[list[str]] = []
+
+    def run(self, tasks: int, choose: Chooser) -> Any:
+        self._offered = []
+        return self._runner.run(tasks, watching(choose, self._offered))
+
+    def keep(self, data: st.DataObject, error: BaseException | None = None) -> None:
+        """The example just played."""
+        events = self._cluster.controller.history.events
+        why = "" if error is None else f"{type(error).__name__}: {error}"
+        self.examples.append(Played(data.conjecture_data.choices, self._offered, events, why))
+
+    def __getattr__(self, name: str) -> Any:  # the rest is the area's runner
+        return getattr(self._runner, name)
+
+
+def replayed_differently(examples: Sequence[Played]) -> str:
+    """For a FlakyStrategyDefinition ("data generation behaved differently"): the last
+    example and the earlier one that made the most of the same choices, where the
+    enabled sets they were offered first differ, and both timelines."""
+    if len(examples) < 2:
+        return ""
+    *earlier, last = examples
+
+    def common(other: Played) -> int:
+        n = 0
+        for a, b in zip(other.choices, last.choices, strict=False):
+            if a != b:
+                break
+            n += 1
+        return n
+
+    k = max(range(len(earlier)), key=lambda i: common(earlier[i]))
+    twin = earlier[k]
+    differs = first_difference(twin.offered, last.offered) or "nowhere: the same sets"
+    raised = f"\nThe last one raised {last.error}" if last.error else ""
+    return (
+        f"\nExample {k + 1} and the last one ({len(examples)}) made the same first "
+        f"{common(twin)} Hypothesis choices; their enabled sets first differ {differs}.{raised}"
+        f"\nExample {k + 1}:\n{render(twin.events)}\nThe last one:\n{render(last.events)}"
+    )
+
+
 def _first_failure(exc: BaseException) -> str:
     """What failed first when Hypothesis could not make a failure happen again
     (FlakyFailure): the original error, with the timeline of the run that raised it."""
@@ -221,13 +288,16 @@ def search(area: Area[C], cluster: Cluster, config: C, prop: str) -> Outcome:
     """Search ``prop`` on ``config`` under the loaded Hypothesis profile, then play the
     area's attack shapes if the search found nothing."""
     runner = area.runner(cluster, config, prop)
+    watched = Watched(runner, cluster)
 
     def one(data: st.DataObject) -> None:
         try:
-            run = area.draw(data, runner)
+            run = area.draw(data, watched)
         except Exception as exc:  # kept for the report if a replay does not repeat it
+            watched.keep(data, exc)
             exc.add_note("Timeline:\n" + render(cluster.controller.history.events))
             raise
+        watched.keep(data)
         if (failure := judge(area, prop, config, run)) is not None:
             raise failure
 
@@ -246,8 +316,11 @@ def search(area: Area[C], cluster: Cluster, config: C, prop: str) -> Outcome:
         )  # fmt: skip
 
     def harness_error(where: str, exc: BaseException) -> Outcome:
-        timeline = render(cluster.controller.history.events)
-        error = f"{where}{type(exc).__name__}: {exc}{_first_failure(exc)}\nTimeline:\n{timeline}"
+        if isinstance(exc, FlakyStrategyDefinition):  # the two runs say more than the last
+            detail = replayed_differently(watched.examples)
+        else:
+            detail = f"\nTimeline:\n{render(cluster.controller.history.events)}"
+        error = f"{where}{type(exc).__name__}: {exc}{_first_failure(exc)}{detail}"
         return outcome("harness error", error=error)
 
     try:

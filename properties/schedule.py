@@ -100,6 +100,29 @@ def exact(moves: Sequence[str]) -> Chooser:
     return choose
 
 
+def watching(choose: Chooser, offered: list[list[str]]) -> Chooser:
+    """``choose``, keeping each enabled set it is offered in ``offered``. Hypothesis
+    draws a move as an index into that set, so two runs of the same choices that were
+    offered different sets go different ways (FlakyStrategyDefinition) even where
+    every move they played was enabled in both: the sets are what to compare."""
+
+    def watched(enabled: list[str]) -> str:
+        offered.append(list(enabled))
+        return choose(enabled)
+
+    return watched
+
+
+def first_difference(a: Sequence[list[str]], b: Sequence[list[str]]) -> str:
+    """Where two runs' enabled sets first differ ("" if they never do)."""
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return f"at move {i + 1}: {x} against {y}"
+    if len(a) != len(b):
+        return f"one run was offered {len(a)} sets, the other {len(b)}"
+    return ""
+
+
 def lenient(moves: Sequence[str]) -> Chooser:
     """Play ``moves``, skipping any that is not enabled, then finish the simplest way."""
     queue = list(moves)
