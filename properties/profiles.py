@@ -74,9 +74,8 @@ def example_database() -> ExampleDatabase | None:
     from hypothesis.extra.redis import RedisExampleDatabase
 
     shared: ExampleDatabase = RedisExampleDatabase(redis.Redis.from_url(url))
-    if os.environ.get("CI"):
-        return shared
-    return MultiplexedDatabase(local, ReadOnlyDatabase(shared))
+    # The fleet writes what it finds; a developer's machine replays it, never adds.
+    return MultiplexedDatabase(local, shared if os.environ.get("CI") else ReadOnlyDatabase(shared))
 
 
 def register() -> None:
