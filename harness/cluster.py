@@ -124,12 +124,13 @@ class Cluster:
             self._forkserver = ForkServer(self.run_dir, self.env, str(ROOT))
         # The test process uses the same Django settings to create tables, read the
         # invoice store and expire database-cache rows. Django is configured once per
-        # process, so one process holds one cluster at a time.
+        # process, so one process holds one cluster at a time. It also writes and reads
+        # django-celery-beat's rows (the beat area's DatabaseScheduler).
         self._saved_env = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         from tasks import django_setup
 
-        django_setup.configure()
+        django_setup.configure(apps=(django_setup.BEAT_APP,))
         django_setup.create_tables()
         from tasks.effects import store
 

@@ -26,6 +26,21 @@ the clock moved only by the scenario (``advance``). Two schedulers:
   (``schedule``) and sends them after: a holder held up between the two past the
   lock's timeout sends what it loaded even if the new holder sent it already
   (inferred, celery-semantics.md 8a: the runs here measure it).
+- ``django``: django-celery-beat's ``DatabaseScheduler`` (django_celery_beat/
+  schedulers.py) on the run's PostgreSQL, the schedule one ``PeriodicTask`` row per
+  entry, created at slot 0 with an empty ``last_run_at`` (read as its
+  ``date_changed``: ``ModelEntry.__init__``). No lock (#229 closed; #337, #576 open;
+  duplicate sends #558, celery #7577). Each process reads every row at start (the
+  first ``schedule`` read), again only when ``PeriodicTasks.last_change`` moved
+  (``schedule_changed``: nothing here saves a row that way once the beats run) or
+  five minutes passed (``SCHEDULE_SYNC_MAX_INTERVAL``), and otherwise keeps the
+  entries in memory; a send sets ``last_run_at`` and ``total_run_count`` there first
+  (``reserve`` -> ``ModelEntry.__next__``) and marks the entry dirty. ``sync`` saves
+  the dirty entries' rows (``ModelEntry.save``: those two fields over the row) when
+  ``should_sync()`` (as for ``persistent``), and before every re-read. The runs record
+  every row saved (``BeatWrote``) and re-read (``BeatReloaded``); the model checks that
+  a save writes what the beat's memory holds and that a re-read comes only after five
+  minutes, and, at the end, that the rows (``BeatRow``) hold the last saves.
 
 ``mismatches`` replays a history and reports every step the scheduler's code does not
 allow (a send of an entry that was not due for that beat, a standby that took a lock
@@ -52,10 +67,13 @@ from model.history import (
     BeatExited,
     BeatLocked,
     BeatQueued,
+    BeatReloaded,
+    BeatRow,
     BeatSaved,
     BeatSent,
     BeatStarted,
     BeatTick,
+    BeatWrote,
     ClockAdvanced,
     Event,
     Expired,
@@ -64,15 +82,18 @@ from model.history import (
 from model.invariants import Violation
 from model.verdict import Mismatch, Prediction
 
-Scheduler = Literal["persistent", "redbeat"]
+Scheduler = Literal["persistent", "redbeat", "django"]
 Faults = Literal["none", "kill", "pause"]
-SCHEDULERS: tuple[Scheduler, ...] = ("persistent", "redbeat")
+SCHEDULERS: tuple[Scheduler, ...] = ("persistent", "redbeat", "django")
 FAULTS: tuple[Faults, ...] = ("none", "kill", "pause")
 SCHEDULER_CLASS = {
     "persistent": "celery.beat:PersistentScheduler",
     "redbeat": "redbeat.RedBeatScheduler",
+    "django": "django_celery_beat.schedulers:DatabaseScheduler",
 }
 PERIOD = 60  # seconds of the scenario clock per slot: every entry is due once a slot
+CREATED = 0  # the slot the django rows are created at (their date_changed)
+FULL_READ = 300  # django_celery_beat SCHEDULE_SYNC_MAX_INTERVAL: seconds between re-reads
 ENTRIES = ("e1",)
 AT_MOST_ONCE = "one-send-per-tick"
 AT_LEAST_ONCE = "every-tick-sent"
@@ -139,13 +160,21 @@ def clock(slot: int) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
+def _row(last: int | None, runs: int | None) -> str:
+    """A django row's two saved fields, as the timeline writes them."""
+    return f"last_run_at {'empty' if last is None else clock(last)}, {runs} run(s)"
+
+
 # --- the model ------------------------------------------------------------------------------
 
 
 @dataclass
 class _Beat:
     phase: str = "booting"  # booting | lock | acquiring | ticking | asleep | exiting | dead
-    last: dict[str, int] = field(default_factory=dict)  # persistent: last_run_at in memory
+    last: dict[str, int] = field(default_factory=dict)  # persistent, django: in memory
+    runs: dict[str, int] = field(default_factory=dict)  # django: total_run_count in memory
+    dirty: set[str] = field(default_factory=set)  # django: sent since its last sync
+    loaded: int = 0  # django: the slot it last read every row at
     view: dict[str, int] = field(default_factory=dict)  # redbeat: what its tick loaded
     pending: tuple[str, int] | None = None  # (entry, due) it is about to send
 
@@ -157,9 +186,19 @@ def mismatches(config: BeatConfig, events: Sequence[Event]) -> list[Mismatch]:
     beats: dict[str, _Beat] = {}
     saved: dict[str, dict[str, int]] = {}  # persistent: schedule file -> last_run_at
     redis: dict[str, int] = {}  # redbeat: entry -> last_run_at in Redis
+    rows: dict[str, tuple[int | None, int]] = dict.fromkeys(ENTRIES, (None, 0))  # django
     holder: str | None = None  # redbeat: the process whose token the lock holds
     sent: dict[str, int] = {}
     redbeat = config.scheduler == "redbeat"
+    django = config.scheduler == "django"
+    scheduler = SCHEDULER_CLASS[config.scheduler].rpartition(".")[2].rpartition(":")[2]
+
+    def load(b: _Beat) -> None:
+        """Every row read: an empty last_run_at is the row's date_changed."""
+        b.loaded, b.dirty = slot, set()
+        for name, (last, runs) in rows.items():
+            b.last[name] = CREATED if last is None else last
+            b.runs[name] = runs
 
     def bad(i: int, expected: str, observed: str, why: str) -> None:
         out.append(Mismatch(i, expected, observed, why))
@@ -184,16 +223,42 @@ def mismatches(config: BeatConfig, events: Sequence[Event]) -> list[Mismatch]:
             if redbeat:
                 for name in ENTRIES:  # a new entry's last_run_at is now (hsetnx meta)
                     redis.setdefault(name, slot)
+            elif django:  # setup_schedule's first read of the schedule reads every row
+                load(b)
             else:  # setup_schedule reads the file, creates what is missing, saves
                 f = saved.setdefault(config.file_of(e.beat), {})
                 b.last = {name: f.get(name, slot) for name in ENTRIES}
         elif isinstance(e, BeatSaved) and b is not None:
-            if redbeat:
-                bad(i, "no save", "a save", "RedBeatScheduler keeps its state in Redis")
+            if redbeat or django:
+                bad(i, "no schedule file saved", "a save", f"{scheduler} keeps no schedule file")
             saved[config.file_of(e.beat)] = dict(b.last)
+        elif isinstance(e, BeatWrote) and b is not None:
+            mine = (b.last.get(e.entry), b.runs.get(e.entry))
+            if not django:
+                bad(i, "no row saved", "a row saved", f"{scheduler} keeps no database rows")
+            elif e.entry not in b.dirty:
+                bad(i, f"no row of {e.entry} saved", "saved",
+                    "sync saves only the entries sent since its last sync (_dirty)")  # fmt: skip
+            elif (e.last, e.runs) != mine:
+                bad(i, f"{_row(*mine)}: its memory", _row(e.last, e.runs),
+                    "ModelEntry.save writes its last_run_at and total_run_count")  # fmt: skip
+            rows[e.entry] = (e.last, e.runs)
+            b.dirty.discard(e.entry)
+        elif isinstance(e, BeatReloaded) and b is not None:
+            if not django:
+                bad(i, "no re-read", "every row re-read", f"{scheduler} keeps no database rows")
+            elif (slot - b.loaded) * PERIOD < FULL_READ:
+                bad(i, f"no re-read before {clock(b.loaded + FULL_READ // PERIOD)}",
+                    f"a re-read at {clock(slot)}",
+                    "nothing changes a row's schedule once the beats run; DatabaseScheduler "
+                    f"re-reads every {FULL_READ}s (SCHEDULE_SYNC_MAX_INTERVAL)")  # fmt: skip
+            elif b.dirty:
+                bad(i, f"{sorted(b.dirty)} saved first", "a re-read",
+                    "the schedule property calls sync() before all_as_schedule()")  # fmt: skip
+            load(b)
         elif isinstance(e, BeatLocked) and b is not None:
             if not redbeat:
-                bad(i, "no lock", "a lock", "PersistentScheduler takes no lock")
+                bad(i, "no lock", "a lock", f"{scheduler} takes no lock")
             elif holder is not None:
                 bad(i, "the lock refused", f"{e.beat} acquired it",
                     f"{holder} holds it and it has not expired")  # fmt: skip
@@ -212,7 +277,7 @@ def mismatches(config: BeatConfig, events: Sequence[Event]) -> list[Mismatch]:
         elif isinstance(e, BeatAsleep) and b is not None:
             if e.gate == "lock":
                 if not redbeat:
-                    bad(i, "no lock wait", "a lock wait", "PersistentScheduler takes no lock")
+                    bad(i, "no lock wait", "a lock wait", f"{scheduler} takes no lock")
                 elif holder is None and b.phase in ("acquiring", "booting"):
                     bad(i, f"{e.beat} to take the free lock", "it waits again",
                         "nobody holds the lock: redis-py's Lock.acquire takes it")  # fmt: skip
@@ -234,6 +299,9 @@ def mismatches(config: BeatConfig, events: Sequence[Event]) -> list[Mismatch]:
                     f"its last_run_at {where} is {clock(last)}, the period {PERIOD}s")  # fmt: skip
             if not redbeat:
                 b.last[e.entry] = e.due  # Scheduler.tick reserves before it sends
+            if django:  # reserve: ModelEntry.__next__, and the entry is dirty
+                b.runs[e.entry] = b.runs.get(e.entry, 0) + 1
+                b.dirty.add(e.entry)
             b.pending = (e.entry, e.due)
         elif isinstance(e, BeatSent) and b is not None:
             if b.pending != (e.entry, e.due):
@@ -255,6 +323,10 @@ def mismatches(config: BeatConfig, events: Sequence[Event]) -> list[Mismatch]:
         elif isinstance(e, BeatQueued) and e.count != sent.get(e.entry, 0):
             bad(i, f"{sent.get(e.entry, 0)} messages of {e.entry} on the broker",
                     f"{e.count}", "each send publishes one message")  # fmt: skip
+        elif isinstance(e, BeatRow) and (e.last, e.runs) != rows.get(e.entry):
+            row_last, runs = rows.get(e.entry, (None, 0))
+            bad(i, f"{e.entry}'s row: {_row(row_last, runs)}", _row(e.last, e.runs),
+                "the row holds the last save of it (ModelEntry.save), or nothing")  # fmt: skip
     return out
 
 
@@ -359,6 +431,22 @@ def _rule(config: BeatConfig, prop: str) -> tuple[Prediction, str]:
                 "last_run_at is saved at the first send, then only after sync_every (180 s) "
                 "or beat_sync_every tasks (celery/beat.py should_sync): a SIGKILL after an "
                 "unsaved send and a restart on the same file send that tick again"
+            )
+        return "holds", "one beat, never killed: its memory says what it sent"
+    if config.scheduler == "django":
+        if config.beats > 1:
+            return "violated", (
+                "DatabaseScheduler takes no lock (django-celery-beat #229 closed; #337, #576 "
+                "open; duplicates #558, celery #7577): each process keeps last_run_at in "
+                "memory and reads the rows at start, on a schedule change and every 5 "
+                "minutes only, so each sends every due tick, paused or not"
+            )
+        if config.faults == "kill":
+            return "violated", (
+                "sync saves a sent entry's row (last_run_at, total_run_count) only when "
+                "should_sync(): the loop's first, then after sync_every (180 s) (celery/beat.py; "
+                "DatabaseScheduler.sync, ModelEntry.save): a SIGKILL after an unsaved send "
+                "and a restart, which reads last_run_at from the row, send that tick again"
             )
         return "holds", "one beat, never killed: its memory says what it sent"
     if config.beats > 1 and config.faults == "pause":

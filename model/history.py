@@ -464,6 +464,31 @@ class BeatQueued(Event):
     count: int
 
 
+@dataclass(frozen=True)
+class BeatWrote(BeatEvent):
+    """django-celery-beat's ``DatabaseScheduler.sync`` saved ``entry``'s row: its
+    ``last_run_at`` (a slot; None while empty) and ``total_run_count``."""
+
+    entry: str
+    last: int | None
+    runs: int
+
+
+@dataclass(frozen=True)
+class BeatReloaded(BeatEvent):
+    """``DatabaseScheduler`` read every row again (a schedule change, or five minutes
+    since its last full read), after its ``sync``."""
+
+
+@dataclass(frozen=True)
+class BeatRow(Event):
+    """At the end: ``entry``'s row in the database (``DatabaseScheduler``)."""
+
+    entry: str
+    last: int | None
+    runs: int
+
+
 # --- canvas: a chord's body (model/canvas.py) ----------------------------------------------
 
 

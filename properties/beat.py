@@ -108,8 +108,9 @@ def _fits(shape: str, config: BeatConfig) -> bool:
 def beat_cases(matrix: str) -> list[tuple[str, BeatConfig]]:
     """``ci``: each side of each claim once: two default schedulers (own files, one
     shared file), one killed and restarted, one alone; redbeat's holder paused and
-    killed; every-tick-sent where beats are killed and paused. ``full``: every
-    scheduler x 1-3 beats x faults, both properties."""
+    killed; two django-celery-beat DatabaseSchedulers, one killed and restarted;
+    every-tick-sent where beats are killed and paused. ``full``: every scheduler x 1-3
+    beats x faults, both properties."""
     if matrix == "full":
         configs = [
             BeatConfig(s, n, f, shared)
@@ -125,6 +126,8 @@ def beat_cases(matrix: str) -> list[tuple[str, BeatConfig]]:
         (once, BeatConfig("persistent", 1, "pause")),
         (once, BeatConfig("redbeat", 2, "pause")),
         (once, BeatConfig("redbeat", 2, "kill")),
+        (once, BeatConfig("django", 2)),
+        (once, BeatConfig("django", 1, "kill")),
         (every, BeatConfig("persistent", 2, "kill")),
         (every, BeatConfig("redbeat", 2, "pause")),
     ]

@@ -105,6 +105,8 @@ def _line(e: h.Event, where: dict[str, str]) -> tuple[str, str]:
             return "-", f"CLOCK advances to {_clock(n)}"
         case h.BeatQueued(entry=x, count=c):
             return "-", f"broker: {c} message(s) of {x} queued"
+        case h.BeatRow(entry=x, last=last, runs=n):
+            return "-", f"database: {x}'s row: last_run_at {_clock_or_empty(last)}, {n} run(s)"
         case h.BodySent(execution=x, task=t):
             return x, f"CHORD BODY {t} published"
         case h.BodyArgs(execution=x, results=r):
@@ -116,6 +118,10 @@ def _clock(slot: int) -> str:
     from model.beat import clock
 
     return clock(slot)
+
+
+def _clock_or_empty(slot: int | None) -> str:
+    return "empty" if slot is None else _clock(slot)
 
 
 def _beat_line(e: h.BeatEvent) -> str:
@@ -134,6 +140,10 @@ def _beat_line(e: h.BeatEvent) -> str:
             return f"SENT {x} (tick due {_clock(d)}){late}"
         case h.BeatSaved():
             return "schedule file saved"
+        case h.BeatWrote(entry=x, last=last, runs=n):
+            return f"SAVED {x}'s row: last_run_at {_clock_or_empty(last)}, {n} run(s)"
+        case h.BeatReloaded():
+            return "re-reads every row"
         case h.BeatAsleep(gate=g):
             return "asleep" + (" (waiting for the lock)" if g == "lock" else "")
         case h.BeatExited(error=err):
@@ -169,7 +179,7 @@ _MOVES = (
 _BROKER = (
     h.Received, h.Acked, h.AckFailed, h.Rejected, h.StateWritten, h.Skipped, h.Held, h.BeatQueued,
 )  # fmt: skip
-_RESULTS = (h.InvoiceCount, h.FinalState)
+_RESULTS = (h.InvoiceCount, h.FinalState, h.BeatRow)
 GLOBAL = "global"  # the lane of what belongs to no one process
 
 

@@ -22,22 +22,34 @@ controller's instead of the wall clock's:
 
 What the beat did goes to the controller as records: ``sent`` (after the publish
 returned: the message is on the broker), ``saved`` (PersistentScheduler's ``sync``),
-``locked`` (redbeat's lock acquired). Settings come from ``SUITE_BEAT_*``.
+``locked`` (redbeat's lock acquired), ``wrote`` and ``loaded`` (django-celery-beat's
+``DatabaseScheduler`` saved an entry's row, re-read every row). Settings come from
+``SUITE_BEAT_*``.
+
+django-celery-beat reads the time through its own calls, not ``Celery.now``:
+``ModelEntry._default_now`` (``last_run_at`` at each send) and the scheduler's
+five-minute full re-read call ``datetime.datetime.now`` in django_celery_beat/
+schedulers.py, and ``IntervalSchedule.schedule``'s ``nowfun`` (what ``is_due``
+compares with) calls Django's ``timezone.now``. In a beat of that scheduler both are
+the scenario clock too: that module's ``datetime`` is a copy whose ``datetime.now``
+reads it, and ``django.utils.timezone.now`` returns it.
 """
 
 from __future__ import annotations
 
+import datetime as _datetime
 import json
 import os
 import socket
 import threading
 import time as _time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery import Celery, beat, signals
 
-EPOCH = datetime(2026, 1, 1, tzinfo=UTC)  # virtual clock 0
+from tasks.beat_db import EPOCH, seconds
+
 MONOTONIC_BASE = 1000.0  # should_sync treats a falsy _last_sync as "never synced"
 
 
@@ -87,8 +99,35 @@ class _Time:
         return getattr(_time, name)
 
 
+def _now() -> datetime:
+    """The scenario clock, in UTC."""
+    return EPOCH + timedelta(seconds=_control.clock)
+
+
 def _virtual_now(self: Celery) -> datetime:
-    return (EPOCH + timedelta(seconds=_control.clock)).astimezone(self.timezone)
+    return _now().astimezone(self.timezone)
+
+
+class _VirtualDatetime(datetime):
+    """``datetime.datetime`` whose ``now`` and ``utcnow`` read the scenario clock."""
+
+    @classmethod
+    def now(cls, tz: _datetime.tzinfo | None = None) -> datetime:  # type: ignore[override]
+        return _now().astimezone(tz) if tz is not None else _now().astimezone().replace(tzinfo=None)
+
+    @classmethod
+    def utcnow(cls) -> datetime:  # type: ignore[override]
+        return _now().replace(tzinfo=None)
+
+
+class _Datetime:
+    """A ``datetime`` module for one library: its ``datetime`` is ``_VirtualDatetime``,
+    everything else is the real module's."""
+
+    datetime = _VirtualDatetime
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(_datetime, name)
 
 
 _control = _Control(
@@ -137,6 +176,48 @@ PERIOD = float(os.environ.get("SUITE_BEAT_PERIOD", "60"))
 QUEUE = os.environ.get("SUITE_BEAT_QUEUE", "beat")
 ENTRIES = [e for e in os.environ.get("SUITE_BEAT_ENTRIES", "e1").split(",") if e]
 
+DJANGO = os.environ.get("SUITE_BEAT_SCHEDULER", "") == "django"
+if DJANGO:  # DatabaseScheduler: Django on the run's PostgreSQL, the rows harness-made
+    from tasks import django_setup
+
+    django_setup.configure(apps=(django_setup.BEAT_APP,))
+    from django.utils import timezone as _django_timezone
+
+    _django_timezone.now = _now  # USE_TZ: an aware UTC datetime, as Django's own
+    from django_celery_beat import schedulers as _db_schedulers
+
+    _db_schedulers.datetime = _Datetime()
+    _save_row = _db_schedulers.ModelEntry.save
+    _all_as_schedule = _db_schedulers.DatabaseScheduler.all_as_schedule
+
+    def _recorded_save(self: Any) -> None:
+        """``sync`` saves each entry it sent since its last sync (``_dirty``)."""
+        _save_row(self)
+        model = self.model
+        last = None if model.last_run_at is None else seconds(model.last_run_at)
+        _control.record("wrote", entry=self.name, last=last, runs=model.total_run_count)
+
+    def _recorded_all_as_schedule(self: Any) -> Any:
+        """Every row read again: a reload unless it is the first read (``setup_schedule``)."""
+        reload = self._schedule is not None
+        entries = _all_as_schedule(self)
+        if reload:
+            _control.record("loaded")
+        return entries
+
+    _db_schedulers.ModelEntry.save = _recorded_save
+    _db_schedulers.DatabaseScheduler.all_as_schedule = _recorded_all_as_schedule
+
+SCHEDULE = {
+    name: {
+        "task": "suite.beat_entry",
+        "schedule": timedelta(seconds=PERIOD),
+        "args": [name],
+        "options": {"queue": QUEUE},
+    }
+    for name in ENTRIES
+}
+
 app = Celery("suite-beat")
 app.conf.update(
     broker_url=os.environ["SUITE_BROKER_URL"],
@@ -146,15 +227,9 @@ app.conf.update(
     result_expires=None,  # else beat adds celery.backend_cleanup to the schedule
     beat_enable_remote_control=False,
     beat_max_loop_interval=5,
-    beat_schedule={
-        name: {
-            "task": "suite.beat_entry",
-            "schedule": timedelta(seconds=PERIOD),
-            "args": [name],
-            "options": {"queue": QUEUE},
-        }
-        for name in ENTRIES
-    },
+    # DatabaseScheduler's schedule is its rows (tasks/beat_db.py): a beat_schedule would
+    # be written to them at every start (setup_schedule -> update_from_dict).
+    beat_schedule={} if DJANGO else SCHEDULE,
     # redbeat: its keys per example; its lock lasts an hour, so it ends only by the
     # scenario's ``expire`` move (or a release), never by the wall clock.
     redbeat_redis_url=os.environ["SUITE_BROKER_URL"],

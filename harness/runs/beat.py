@@ -3,11 +3,12 @@
 Each example starts the config's beats afresh (``python -m celery -A tasks.beat beat
 -S <scheduler> -s <file>``, tasks/beat.py), each with its own schedule file (or one
 shared), a queue of its own on the run's Redis and redbeat keys of its own, at clock
-slot 0. A beat runs only when a move lets it: it parks whenever it would sleep and
-before every send, and tells this runner over its own control connection (a
-``harness.wire.Wire`` of this runner's: beats are not workers, the controller's
-executions are not theirs). Beats start one by one, so the first redbeat takes the
-lock.
+slot 0; django-celery-beat's ``DatabaseScheduler`` reads its schedule from rows on the
+run's PostgreSQL, which each example replaces (tasks/beat_db.py). A beat runs only
+when a move lets it: it parks whenever it would sleep and before every send, and
+tells this runner over its own control connection (a ``harness.wire.Wire`` of this
+runner's: beats are not workers, the controller's executions are not theirs). Beats
+start one by one, so the first redbeat takes the lock.
 
 Moves (enabled ones in this order: progress first, then faults):
 
@@ -25,7 +26,8 @@ Moves (enabled ones in this order: progress first, then faults):
                 left: the clock made ``tasks`` moves and every live beat slept since
                 the last change)
 
-Then the broker's queue is read: ``BeatQueued`` per entry.
+Then the broker's queue is read: ``BeatQueued`` per entry; and, for ``django``, the
+rows: ``BeatRow`` per entry.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from harness.workers import ROOT
 from model import beat as mb
 from model import history as h
 from model.beat import BeatConfig
+from tasks import beat_db
 
 TIMEOUT = 30.0  # a beat's start or one move; never part of a scenario
 MAX_FAULTS = 3  # kills, pauses and expiries in one example
@@ -101,12 +104,17 @@ class BeatRunner:
         self.dir = cluster.run_dir / f"beat{n}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.beats = {}
+        if self.config.scheduler == "django":
+            beat_db.migrate()
+            beat_db.reset(mb.ENTRIES, mb.PERIOD, self.queue)
         try:
             starting = [self._spawn(f"b{i}", f"b{i}") for i in range(1, self.config.beats + 1)]
             for p in starting:  # one by one: the first redbeat takes the lock
                 self._boot(p)
             play(run.moves, lambda: self.enabled(tasks), choose, self.apply, self.max_moves)
             self._read_queue()
+            if self.config.scheduler == "django":
+                self._read_rows()
         finally:
             self._cleanup()
         return run
@@ -313,6 +321,11 @@ class BeatRunner:
                 )
             elif k == "saved":
                 history.append(h.BeatSaved(p.name))
+            elif k == "wrote":
+                last = None if msg["last"] is None else _slot(msg["last"])
+                history.append(h.BeatWrote(p.name, msg["entry"], last, int(msg["runs"])))
+            elif k == "loaded":
+                history.append(h.BeatReloaded(p.name))
             elif k == "locked":
                 self.holder = p.name
                 history.append(h.BeatLocked(p.name))
@@ -337,6 +350,14 @@ class BeatRunner:
             counts[entry] = counts.get(entry, 0) + 1
         for entry, count in counts.items():
             self.run_.history.append(h.BeatQueued(entry, count))
+
+    def _read_rows(self) -> None:
+        """What django-celery-beat's rows hold once every beat is parked."""
+        rows = beat_db.rows(mb.ENTRIES)
+        for entry in mb.ENTRIES:
+            last, runs = rows.get(entry, (None, -1))
+            slot = None if last is None else _slot(last)
+            self.run_.history.append(h.BeatRow(entry, slot, runs))
 
     def _cleanup(self) -> None:
         for p in self.beats.values():

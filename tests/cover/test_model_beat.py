@@ -20,10 +20,13 @@ from model.history import (
     BeatExited,
     BeatLocked,
     BeatQueued,
+    BeatReloaded,
+    BeatRow,
     BeatSaved,
     BeatSent,
     BeatStarted,
     BeatTick,
+    BeatWrote,
     ClockAdvanced,
     Event,
     Expired,
@@ -37,6 +40,8 @@ from properties.timeline import render
 TWO = BeatConfig("persistent", 2)
 ONE_KILL = BeatConfig("persistent", 1, "kill")
 RED = BeatConfig("redbeat", 2, "pause")
+DJ = BeatConfig("django", 2, "pause")
+DJ_KILL = BeatConfig("django", 1, "kill")
 
 
 def boot(beat: str, redbeat: bool = False, locked: bool = False) -> list[Event]:
@@ -145,6 +150,57 @@ def test_a_tick_spanning_a_clock_move_owes_nothing_and_a_standby_owes_nothing() 
     assert missed(RED, h) == []
 
 
+def dj_boot(beat: str) -> list[Event]:
+    return [BeatStarted(beat), BeatAsleep(beat, "tick")]
+
+
+def test_two_django_beats_each_send_the_tick_and_the_row_keeps_one_count() -> None:
+    h = [*dj_boot("b1"), *dj_boot("b2"), ClockAdvanced(1), *tick_send("b1", 1)]
+    h += [*tick_send("b2", 1), BeatQueued("e1", 2), BeatRow("e1", None, 0)]
+    assert mismatches(DJ, h) == []
+    assert len(duplicates(h)) == 1
+
+
+def test_a_django_restart_reads_the_row_before_a_save_it_may_resend_after_it_may_not() -> None:
+    first = [*dj_boot("b1"), ClockAdvanced(1), *tick_send("b1", 1)]
+    unsaved = [*first, Killed("b1"), BeatStarted("b1'")]
+    assert mismatches(DJ_KILL, [*unsaved, BeatDue("b1'", "e1", 1)]) == []
+    saved = [*first, BeatWrote("b1", "e1", 1, 1), Killed("b1"), BeatStarted("b1'")]
+    (m,) = mismatches(DJ_KILL, [*saved, BeatDue("b1'", "e1", 1)])
+    assert "last_run_at in its memory is 00:01" in m.describe()
+
+
+def test_a_django_save_writes_its_memory_and_only_what_it_sent() -> None:
+    h = [*dj_boot("b1"), ClockAdvanced(1), *tick_send("b1", 1)]
+    assert mismatches(DJ_KILL, [*h, BeatWrote("b1", "e1", 1, 1), BeatRow("e1", 1, 1)]) == []
+    (m,) = mismatches(DJ_KILL, [*h, BeatWrote("b1", "e1", 1, 2)])
+    assert "ModelEntry.save" in m.describe()
+    (m,) = mismatches(DJ_KILL, [*dj_boot("b1"), BeatWrote("b1", "e1", None, 0)])
+    assert "_dirty" in m.describe()
+    (m,) = mismatches(DJ_KILL, [*h, BeatRow("e1", 1, 1)])  # never saved: the row is empty
+    assert "last_run_at empty, 0 run(s)" in m.describe()
+
+
+def test_a_django_beat_re_reads_its_rows_after_five_minutes_only() -> None:
+    h: list[Event] = [*dj_boot("b1"), *dj_boot("b2"), ClockAdvanced(1), *tick_send("b1", 1)]
+    (m,) = mismatches(DJ, [*h, BeatTick("b2"), BeatReloaded("b2")])
+    assert "SCHEDULE_SYNC_MAX_INTERVAL" in m.describe()
+    h += [*(ClockAdvanced(n) for n in range(2, 6)), BeatTick("b1"), BeatWrote("b1", "e1", 1, 1)]
+    h += [BeatReloaded("b1"), BeatDue("b1", "e1", 5), BeatSent("b1", "e1", 5, 5)]
+    h += [BeatWrote("b1", "e1", 5, 2), BeatAsleep("b1", "tick"), BeatTick("b2")]
+    assert mismatches(DJ, [*h, BeatDue("b2", "e1", 5)]) == []  # its memory says 00:00
+    # re-read, b2's memory is the row b1 saved: the tick due 00:05 is not due for it
+    (m,) = mismatches(DJ, [*h, BeatReloaded("b2"), BeatDue("b2", "e1", 5)])
+    assert "not due for b2" in m.describe()
+
+
+def test_django_takes_no_lock_and_no_file() -> None:
+    (m,) = mismatches(DJ, [*dj_boot("b1"), BeatLocked("b1")])
+    assert "DatabaseScheduler takes no lock" in m.describe()
+    (m,) = mismatches(DJ, [*dj_boot("b1"), BeatSaved("b1")])
+    assert "keeps no schedule file" in m.describe()
+
+
 def test_predictions() -> None:
     assert expected_verdict(TWO, AT_MOST_ONCE) == "violated"
     assert expected_verdict(ONE_KILL, AT_MOST_ONCE) == "violated"
@@ -152,10 +208,15 @@ def test_predictions() -> None:
     assert expected_verdict(RED, AT_MOST_ONCE) == "violated"
     assert expected_verdict(BeatConfig("redbeat", 2, "kill"), AT_MOST_ONCE) == "holds"
     assert expected_verdict(TWO, AT_LEAST_ONCE) == "holds"
+    assert expected_verdict(BeatConfig("django", 2), AT_MOST_ONCE) == "violated"
+    assert expected_verdict(DJ_KILL, AT_MOST_ONCE) == "violated"
+    assert expected_verdict(BeatConfig("django", 1, "pause"), AT_MOST_ONCE) == "holds"
+    assert expected_verdict(DJ, AT_LEAST_ONCE) == "holds"
 
 
 @pytest.mark.parametrize(
-    "label", ["persistent/b2/none", "persistent/b3/shared/kill", "redbeat/b2/pause"]
+    "label",
+    ["persistent/b2/none", "persistent/b3/shared/kill", "redbeat/b2/pause", "django/b3/kill"],
 )
 def test_labels_round_trip(label: str) -> None:
     assert parse_beat_label(label).label() == label
@@ -180,3 +241,10 @@ def test_timeline_names_the_beat_and_the_tick() -> None:
     text = render([ClockAdvanced(1), BeatSent("b1'", "e1", 1, 2)])
     assert "CLOCK advances to 00:01" in text
     assert "b1'          SENT e1 (tick due 00:01) at 00:02" in text
+
+
+def test_timeline_names_the_django_rows() -> None:
+    text = render([BeatWrote("b1", "e1", 1, 1), BeatReloaded("b2"), BeatRow("e1", None, 0)])
+    assert "b1           SAVED e1's row: last_run_at 00:01, 1 run(s)" in text
+    assert "b2           re-reads every row" in text
+    assert "database: e1's row: last_run_at empty, 0 run(s)" in text

@@ -48,6 +48,42 @@ FIXED = [
         "b1           EXITS: redis.exceptions.LockNotOwnedError",
         id="redbeat-holder-paused-between-ticks-exits",
     ),
+    # django-celery-beat's DatabaseScheduler: no lock, rows saved only at a sync.
+    pytest.param(
+        "one-send-per-tick beat django/b2/none tasks=1: "
+        "advance; tick b1; send b1; tick b2; send b2",
+        "invariant violated",
+        "b2           SENT e1 (tick due 00:01)",
+        id="two-django-beats-send-one-tick-twice",
+    ),
+    pytest.param(
+        "one-send-per-tick beat django/b2/pause tasks=1: advance; tick b1; pause b1; "
+        "tick b2; send b2; resume b1; send b1",
+        "invariant violated",
+        "b1           SENT e1 (tick due 00:01)",
+        id="django-beat-paused-inside-a-tick-sends-twice",
+    ),
+    pytest.param(
+        "one-send-per-tick beat django/b2/pause tasks=1: advance; pause b1; tick b2; "
+        "send b2; resume b1; tick b1; send b1",
+        "invariant violated",
+        "b1           SENT e1 (tick due 00:01)",
+        id="django-beat-paused-between-ticks-sends-twice",
+    ),
+    pytest.param(
+        "one-send-per-tick beat django/b1/kill tasks=1: advance; tick b1; send b1; "
+        "kill b1; restart b1; send b1",
+        "invariant violated",
+        "b1'          SENT e1 (tick due 00:01)",
+        id="django-restart-before-a-save-resends",
+    ),
+    pytest.param(
+        "one-send-per-tick beat django/b1/kill tasks=5: advance; tick b1; send b1; "
+        "advance; advance; advance; advance; tick b1; kill b1; restart b1; send b1",
+        None,
+        "b1           SAVED e1's row: last_run_at 00:01, 1 run(s)",
+        id="django-restart-after-a-save-sends-the-next-tick-once",
+    ),
 ]
 
 
