@@ -203,8 +203,12 @@ class RoutingRunner(Runner[RoutingRun]):
             "task": task, "order": self.order, "prefix": self.prefix,
             "retries": self.config.retries,
         }  # fmt: skip
+        app = self.sender()
         try:
-            self.sender().tasks[TASK].apply_async(args=[spec], task_id=tid, **options)
+            # A connection of this send's own, closed with it: the sender app keeps no
+            # pool open past the example (and its row).
+            with app.connection_for_write() as conn, conn.Producer() as producer:
+                app.tasks[TASK].apply_async(args=[spec], task_id=tid, producer=producer, **options)
         except QueueNotFound as exc:  # its text names the queue, run id and all
             error = str(exc).replace(self.prefix, "")
             run.history.append(h.SendRefused(task, f"QueueNotFound: {error}"))
@@ -314,5 +318,3 @@ class RoutingRunner(Runner[RoutingRun]):
             self.broker.delete([self.physical(q) for q in self.universe])
         else:
             self.broker.purge([self.physical(q) for q in self.universe])
-        if self._sender is not None:
-            self._sender.close()  # its connections; the next example opens new ones

@@ -178,11 +178,14 @@ class StateRunner(StateLoop):
         super().__init__(cluster, config, spec_of(config), capacity)
         self.prop = prop
         self.ops = OPS[prop]
-        # Two workers on two queues: the same shape, each its own queue (state-q1, ...).
+        # Two workers on two queues: the same shape, each its own queue. A queue's name
+        # carries the shape: every config's workers stay up, and two shapes consuming
+        # one queue would take each other's tasks.
         self.queues = [f"q{i}" for i in range(1, config.queues + 1)] if config.queues > 1 else []
 
     def _specs(self) -> list[WorkerSpec]:
-        return [replace(self.spec, queues=(f"state-{q}",)) for q in self.queues] or [self.spec]
+        own = [replace(self.spec, queues=(f"state-{self.spec.name}-{q}",)) for q in self.queues]
+        return own or [self.spec]
 
     def _end(self, run: StateRun) -> None:
         """The sender's own read, for ``sender-sees-task-writes``; then the model's names."""
@@ -201,9 +204,11 @@ class StateRunner(StateLoop):
         moves = [f"step {e.id}" for e in live if e.state == "parked" and not self._blocked(e, live)]
         if self.submitted < tasks and not self.queues and len(live) < self.capacity:
             moves += [f"submit {op}" for op in self.ops]
-        for q, worker in zip(self.queues, self.workers, strict=True):
-            if self.submitted < tasks and len(self._on(worker, live)) < self.capacity:
-                moves += [f"submit {op} {q}" for op in self.ops]
+        if self.submitted < tasks and self.queues:  # one worker per queue, in queue order
+            moves += [
+                f"submit {op} {q}" for q, worker in zip(self.queues, self.workers, strict=True)
+                if len(self._on(worker, live)) < self.capacity for op in self.ops
+            ]  # fmt: skip
         if self.config.kills and self.kills < MAX_KILLS:
             # Only once its operation is done: a kill before it loses nothing a read could
             # miss, so those would only thin out the search.
