@@ -90,6 +90,7 @@ class RoutingRunner(Runner[RoutingRun]):
         self.text = text
         self.broker = cluster.broker(config.broker)
         self.universe = sorted(set(mr.QUEUES) | set(mr.consumed(config)))
+        cluster.own_queues(config.broker, [self.physical(q) for q in self.universe])
         self._sender: Any = None
 
     # --- the sender, the workers, the queues ----------------------------------------
