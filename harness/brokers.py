@@ -69,7 +69,11 @@ class RedisBroker:
         self.r: Any = redis.Redis.from_url(url, socket_timeout=10)
 
     def ready(self, queue: str) -> int:
-        return int(self.r.llen(queue))
+        """Every priority's list, as kombu's ``Channel._size`` counts them."""
+        with self.r.pipeline(transaction=False) as pipe:
+            for key in priority_lists(queue):
+                pipe.llen(key)
+            return sum(int(n) for n in pipe.execute())
 
     def consumers(self, queue: str) -> int:
         return -1
@@ -138,7 +142,7 @@ class RedisBroker:
 
     def delete(self, queues: list[str]) -> None:
         if queues:
-            self.r.delete(*queues)
+            self.r.delete(*(key for q in queues for key in priority_lists(q)))
 
     def wake(self, pid: int) -> int:
         """A queue a worker starts consuming joins its BRPOP only when the BRPOP in
@@ -161,6 +165,14 @@ class RedisBroker:
 
     def close(self) -> None:
         self.r.close()
+
+
+def priority_lists(queue: str) -> list[str]:
+    """The Redis keys of ``queue``'s messages, one list per priority step: ``queue``
+    for step 0, else ``queue`` + sep + step (kombu/transport/redis.py ``_q_for_pri``)."""
+    from kombu.transport.redis import PRIORITY_STEPS, Channel
+
+    return [queue if p == 0 else f"{queue}{Channel.sep}{p}" for p in PRIORITY_STEPS]
 
 
 class AmqpBroker:

@@ -261,6 +261,11 @@ class Cluster:
             nxt.launch()
             waiting.append(nxt)
 
+    def own_queues(self, kind: str, queues: list[str]) -> None:
+        """Queues of this run that no worker of its own names (a runner's routing
+        queues): deleted from RabbitMQ with the rest when the run stops."""
+        self._queues[kind] += [q for q in queues if q not in self._queues[kind]]
+
     def adopt(self, worker: Worker, queue: str) -> None:
         """Make ``worker`` consume ``queue`` too, and wait until it does."""
         ctl = self.controller

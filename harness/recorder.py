@@ -134,7 +134,16 @@ def _body_args(s: Sink, ex: Execution, msg: dict[str, Any]) -> None:
 
 CANVAS: dict[str, Report] = {"sent": _body_sent, "body": _body_args}
 
-EXECUTION_REPORTS: dict[str, Report] = {**LOCK, **DELIVERY, **STATE, **PUBLISH, **CANVAS}
+
+def _ran_from(s: Sink, ex: Execution, msg: dict[str, Any]) -> None:
+    s.history.append(h.RanFrom(ex.id, str(msg["queue"])))
+
+
+ROUTING: dict[str, Report] = {"from": _ran_from}
+
+EXECUTION_REPORTS: dict[str, Report] = {
+    **LOCK, **DELIVERY, **STATE, **PUBLISH, **CANVAS, **ROUTING,
+}  # fmt: skip
 
 
 def record(s: Sink, ex: Execution, msg: dict[str, Any]) -> None:

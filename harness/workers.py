@@ -41,6 +41,11 @@ class WorkerSpec:
     results: str = "redis"  # the result backend: redis | db (SQLAlchemy on PostgreSQL)
     consumer_timeout_ms: int | None = None  # amqp: a private node with this timeout
     chord_ordered: bool = True  # Redis results: a chord's join is a sorted set, else a list
+    # The queues it consumes (``-Q``), by name without the run id, instead of its own
+    # queue; and the routing settings its app gets (tasks/routing.py, JSON): the
+    # routing area's workers only.
+    queues: tuple[str, ...] = ()
+    routing: str = ""
 
     @property
     def name(self) -> str:
@@ -61,6 +66,7 @@ class WorkerSpec:
             extra += f"-init{self.state_init}"
         extra += ("-gates" if self.gates else "") + ("" if self.results == "redis" else "-dbres")
         extra += "" if self.chord_ordered else "-chordlist"
+        extra += f"-Q{'+'.join(self.queues)}" if self.queues else ""
         return f"{self.pool}{self.concurrency}{flags}{extra}{broker}"
 
     @property
@@ -87,6 +93,7 @@ class Worker:
         # while the active worker runs without taking its tasks. The run id keeps
         # queues of concurrent runs apart on a shared broker (RabbitMQ).
         self.queue = f"{run_id}q-{spec.name}-{incarnation}"
+        self.run_id = run_id
         self.hostname = f"{run_id}{spec.name}-{incarnation}@localhost"
         self.alias = "w1"
         self._env = env
@@ -117,21 +124,23 @@ class Worker:
             state_init=spec.state_init,
             gates=spec.gates,
             chord_ordered=spec.chord_ordered,
+            routing=spec.routing,
         )
 
     def launch(self) -> None:
         """Start the process; ``await_ready`` waits for it (start-up takes ~1 s)."""
         env = {**self._env, **self.settings().to_env()}
         level = os.environ.get("SUITE_WORKER_LOGLEVEL", "WARNING")  # DEBUG to see Celery's side
+        # Its own queue, or the routing area's queues (the run id keeps them apart too).
+        self.queues = [f"{self.run_id}{q}" for q in self.spec.queues] or [self.queue]
         argv = [
             sys.executable, "-m", "celery", "-A", "tasks.app", "worker",
-            "-P", self.spec.pool, "-c", str(self.spec.concurrency), "-Q", self.queue,
+            "-P", self.spec.pool, "-c", str(self.spec.concurrency), "-Q", ",".join(self.queues),
             "-n", self.hostname, "-O", "fair", "-l", level,
             "--without-gossip", "--without-mingle", "--without-heartbeat",
         ]  # fmt: skip
         if self.spec.max_tasks_per_child is not None:
             argv += ["--max-tasks-per-child", str(self.spec.max_tasks_per_child)]
-        self.queues = [self.queue]
         # gevent must monkey-patch before anything imports socket or threading
         # (celery/__main__.py maybe_patch_concurrency); the fork server has already
         # imported them unpatched, so a gevent worker is a fresh interpreter.

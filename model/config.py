@@ -264,7 +264,9 @@ IMPORT_VALUE = 0  # ``value = 0`` at module level: what every process starts wit
 
 @dataclass(frozen=True)
 class StateConfig:
-    """One worker serving a module-state scenario.
+    """The worker(s) serving a module-state scenario: one, or with ``queues=2`` two
+    workers of this shape, each consuming its own queue (a task is sent to one of
+    them), to show that two workers never share module state whatever the pool.
 
     ``init_value``: a ``worker_process_init`` handler sets ``value`` to this in every new
     pool child (prefork) or once in the main process (solo); None means no handler does.
@@ -282,8 +284,16 @@ class StateConfig:
     parent_value: int = IMPORT_VALUE
     store: str = "module"
     kills: bool = False
+    queues: int = 1
 
     def __post_init__(self) -> None:
+        if self.queues not in (1, 2):
+            raise ValueError(f"queues {self.queues}: one worker, or two on two queues")
+        if self.queues == 2 and (self.kills or self.max_tasks_per_child is not None):
+            raise ValueError(
+                "two workers on two queues run without kills and max_tasks_per_child "
+                "(a replaced process is the one-worker rows' story)"
+            )
         if self.store not in STORES:
             raise ValueError(f"unknown store {self.store!r}: choose one of {', '.join(STORES)}")
         check_pool(self.pool, POOLS)
@@ -314,7 +324,7 @@ class StateConfig:
             "store": self.store, "pool": self.pool, "concurrency": self.concurrency,
             "max_tasks_per_child": self.max_tasks_per_child, "init_value": self.init_value,
             "kills": self.kills,
-        }  # fmt: skip
+        } | ({"queues": self.queues} if self.queues != 1 else {})  # fmt: skip
 
     def label(self) -> str:
         """``prefork/c2/mtpc1``; a store other than the module global leads:
@@ -329,12 +339,14 @@ class StateConfig:
             extra += f"/parent{self.parent_value}"
         if self.kills:
             extra += "/kill"
+        if self.queues != 1:
+            extra += f"/q{self.queues}"
         return f"{store}{self.pool}/c{self.concurrency}{extra}"
 
 
 def parse_state_label(label: str) -> StateConfig:
     """The config ``StateConfig.label()`` printed:
-    ``[store/]pool/cN[/mtpcK][/initV][/kill]``."""
+    ``[store/]pool/cN[/mtpcK][/initV][/kill][/q2]``."""
     parts = label.split("/")
     store = parts.pop(0) if parts and parts[0] in STORES else "module"
     if len(parts) < 2 or parts[0] not in POOLS or not re.fullmatch(r"c\d+", parts[1]):
@@ -345,10 +357,10 @@ def parse_state_label(label: str) -> StateConfig:
     kw: dict[str, int] = {}
     kills = parts[-1] == "kill" and len(parts) > 2
     for extra in parts[2 : len(parts) - kills]:
-        m = re.fullmatch(r"(mtpc|init)(\d+)", extra)
+        m = re.fullmatch(r"(mtpc|init|q)(\d+)", extra)
         if not m:
             raise ValueError(f"unknown part {extra!r} of state config {label!r}")
-        kw["max_tasks_per_child" if m[1] == "mtpc" else "init_value"] = int(m[2])
+        kw[{"mtpc": "max_tasks_per_child", "init": "init_value", "q": "queues"}[m[1]]] = int(m[2])
     return StateConfig(pool, int(parts[1][1:]), store=store, kills=kills, **kw)
 
 

@@ -509,6 +509,46 @@ class BodyArgs(Event):
     results: tuple[str, ...]
 
 
+# --- routing: which queue a task went to, and who took it (model/routing.py) ---------------
+
+
+@dataclass(frozen=True)
+class Routed(Event):
+    """The sender published ``task``'s message to ``queue`` (Celery's
+    ``before_task_publish`` in the sender: the routing key of an anonymous-exchange
+    publish is the queue), with ``priority`` if it gave one."""
+
+    task: str
+    queue: str
+    priority: int | None = None
+
+
+@dataclass(frozen=True)
+class SendRefused(Event):
+    """Sending ``task`` raised ``error`` in the sender (``QueueNotFound``): nothing
+    was published."""
+
+    task: str
+    error: str
+
+
+@dataclass(frozen=True)
+class RanFrom(Event):
+    """A run took its message from ``queue`` (its delivery's routing key)."""
+
+    execution: str
+    queue: str
+
+
+@dataclass(frozen=True)
+class Stuck(Event):
+    """Read from the broker once the system is quiescent and the scenario over:
+    ``count`` messages wait in ``queue``, which no worker consumes."""
+
+    queue: str
+    count: int
+
+
 @dataclass
 class History:
     events: list[Event] = field(default_factory=list)

@@ -114,6 +114,11 @@ class _Copy:
 
 def _unseen_write_reason(reader: str, writer: str) -> str:
     r, w = role_of(reader), role_of(writer)
+    if "app" not in (r, w) and worker_of(reader) != worker_of(writer):
+        return (
+            f"{worker_of(reader)} and {worker_of(writer)} are two workers (one per queue): "
+            "two processes, two copies"
+        )
     if r == "app":
         return "the sending application has its own copy; tasks never change it"
     if w == "app":

@@ -227,7 +227,7 @@ _SHARED_WHY = (
 
 def _shared_rule(config: StateConfig, prop: str) -> tuple[Prediction, str]:
     pool, n, store = config.pool, config.concurrency, config.store
-    slots = 1 if pool == "solo" else n
+    slots = (1 if pool == "solo" else n) * config.queues  # tasks that can run at once
     if prop in ("read-your-writes-across-tasks", "sender-sees-task-writes"):
         if store in RACY_SET_STORES and slots >= 2:
             return "violated", (
@@ -270,6 +270,13 @@ def _rule(config: StateConfig, prop: str, kills: bool) -> tuple[Prediction, str]
     if config.shared:
         return _shared_rule(config, prop)
     pool, n = config.pool, config.concurrency
+    if prop == "read-your-writes-across-tasks" and config.queues > 1:
+        return "violated", (
+            f"two workers, each consuming its own queue: a task sent to the other queue runs "
+            f"in the other worker, another process with its own copy of the module's "
+            f"globals, whatever the pool ({pool} shares one copy among one worker's tasks "
+            f"at most; {_S6})"
+        )
     if prop == "read-your-writes-across-tasks":
         if pool == "prefork":
             if n >= 2:
@@ -367,7 +374,8 @@ def expected_verdict(config: StateConfig, prop: str, *, kills: bool = False) -> 
 
     - read-your-writes-across-tasks: holds iff all tasks share one copy: threads, solo and
       gevent, and prefork with one child never replaced (no max_tasks_per_child); with
-      kills, violated everywhere (a replacement child or restarted worker starts fresh).
+      kills, violated everywhere (a replacement child or restarted worker starts fresh);
+      with two workers on two queues, violated on every pool.
     - sender-sees-task-writes: violated on every pool (the sender is another process).
     - no-lost-update-unsynchronized: violated iff threads or gevent with concurrency >= 2.
     - no-lost-update-locked: holds.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from properties import beat, canvas, delivery, eager, locks, publish, state
+from properties import beat, canvas, delivery, eager, locks, publish, routing, state
 from properties.engine import Area
 from properties.scenario import Line
 
@@ -19,6 +19,7 @@ AREAS: dict[str, Area[Any]] = {
         publish.AREA,
         beat.AREA,
         canvas.AREA,
+        routing.AREA,
     )
 }
 

@@ -171,7 +171,7 @@ def state_cases(matrix: str) -> list[tuple[str, StateConfig]]:
     global, and kills on the module global and Redis. ``ci``: each property where the
     model says it breaks and where it holds, on the module global, LocMemCache and
     every shared store, the module global on gevent/2, and kills on prefork/1,
-    threads/2 and Redis."""
+    threads/2 and Redis, and threads/2 split over two workers on two queues."""
     from model.config import STORES
     from model.state_properties import PROPERTIES
 
@@ -196,6 +196,14 @@ def state_cases(matrix: str) -> list[tuple[str, StateConfig]]:
         cases += [
             (p, StateConfig(pool, c, store=store, kills=True))
             for store in ("module", "redis") for pool, c in killable for p in PROPERTIES
+        ]  # fmt: skip
+        # Two workers on two queues: never one copy, whatever the pool; a shared
+        # store is one copy for both.
+        two: list[tuple[Pool, int]] = [("prefork", 1), ("prefork", 2), ("threads", 2), ("solo", 1)]
+        cases += [
+            (p, StateConfig(pool, c, store=store, queues=2))
+            for store in ("module", "redis") for pool, c in two
+            for p in ("read-your-writes-across-tasks", "sender-sees-task-writes")
         ]  # fmt: skip
         init7: list[tuple[Pool, int]] = [("solo", 1), ("gevent", 2)]
         cases += [
@@ -232,6 +240,9 @@ def state_cases(matrix: str) -> list[tuple[str, StateConfig]]:
             (locked, StateConfig("prefork", 2, store=store)),
         ]
     cases.append((locked, StateConfig("threads", 2, store="redis")))
+    # Two workers on two queues: threads/2 shares one copy within a worker (its row
+    # above holds), not across the two.
+    cases.append((ryw, StateConfig("threads", 2, queues=2)))
     # Kills: one child (or one worker) holds every write until it dies.
     cases += [
         (ryw, StateConfig("prefork", 1, kills=True)),

@@ -13,7 +13,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from model import canvas, lock_properties
+from model import canvas, lock_properties, routing
 from model.beat import BeatConfig, parse_beat_label
 from model.canvas import CanvasConfig
 from model.config import (
@@ -27,6 +27,7 @@ from model.config import (
     parse_publish_label,
     parse_state_label,
 )
+from model.routing import RoutingConfig
 
 C = TypeVar("C")
 
@@ -202,13 +203,40 @@ class CanvasScenario(Line[CanvasConfig]):
 _CANVAS = re.compile(r"(?P<prop>\S+) canvas (?P<label>\S+) tasks=(?P<n>\d+):(?P<m>.*)")
 
 
+_ROUTING = re.compile(r"(?P<prop>\S+) routing (?P<label>\S+) tasks=(?P<n>\d+):(?P<m>.*)")
+
+
+@dataclass(frozen=True)
+class RoutingScenario(Line[RoutingConfig]):
+    """``no-stuck-task routing redis/routes/celery/create tasks=1: submit``: the
+    broker, the route, each worker's -Q (``|`` between workers), missing queues
+    (model/routing.py)."""
+
+    def head(self) -> str:
+        return f"{self.prop} routing {self.config.label()}"
+
+    @classmethod
+    def decode(cls, text: str) -> RoutingScenario:
+        m = _ROUTING.fullmatch(text.strip())
+        if not m:
+            raise ValueError(
+                "a routing scenario reads '<property> routing <broker>/<route>/<queues>"
+                f"[|<queues>]/<create|declared>[/...] tasks=<n>: <move>; ...', got {text!r}"
+            )
+        config = routing.parse_label(m["label"])
+        return cls(m["prop"], config, int(m["n"]), split_moves(m["m"]))
+
+
 def decode_any(text: str) -> Line[Any]:
-    """A lock, delivery, state, publishing, beat or canvas scenario line, whichever it is."""
+    """A lock, delivery, state, publishing, beat, canvas or routing scenario line,
+    whichever it is."""
     head = text.strip().split(" ", 3)
     if len(head) >= 2 and head[1] == "beat":
         return BeatScenario.decode(text)
     if len(head) >= 2 and head[1] == "canvas":
         return CanvasScenario.decode(text)
+    if len(head) >= 2 and head[1] == "routing":
+        return RoutingScenario.decode(text)
     if len(head) >= 2 and head[1] in ("state", "eager", "publish"):
         return StateScenario.decode(text)
     if len(head) >= 3 and head[2].count("/") >= 3:

@@ -111,6 +111,14 @@ def _line(e: h.Event, where: dict[str, str]) -> tuple[str, str]:
             return x, f"CHORD BODY {t} published"
         case h.BodyArgs(execution=x, results=r):
             return x, f"body gets {list(r)}"
+        case h.Routed(task=t, queue=q, priority=p):
+            return "-", f"app: {t} published to {q}" + ("" if p is None else f" (priority {p})")
+        case h.SendRefused(task=t, error=err):
+            return "-", f"app: sending {t} RAISED {err}"
+        case h.RanFrom(execution=x, queue=q):
+            return x, f"took its message from queue {q}"
+        case h.Stuck(queue=q, count=n):
+            return "-", f"broker: {n} message(s) STUCK in queue {q}: no worker consumes it"
     return "-", e.describe()
 
 
@@ -175,9 +183,11 @@ _FAULTS = (
 )  # fmt: skip
 _MOVES = (
     h.Submitted, h.Inserted, h.Published, h.Committed, h.RolledBack, h.ClockAdvanced, h.BeatTick,
+    h.Routed, h.SendRefused,
 )  # fmt: skip
 _BROKER = (
     h.Received, h.Acked, h.AckFailed, h.Rejected, h.StateWritten, h.Skipped, h.Held, h.BeatQueued,
+    h.Stuck,
 )  # fmt: skip
 _RESULTS = (h.InvoiceCount, h.FinalState, h.BeatRow)
 GLOBAL = "global"  # the lane of what belongs to no one process

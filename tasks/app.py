@@ -15,7 +15,7 @@ from typing import Any
 from celery import Celery, signals
 from celery.contrib.django.task import DjangoTask
 
-from tasks import agent, bodies, canvas, django_setup, patches, state, warm
+from tasks import agent, bodies, canvas, django_setup, patches, routing, state, warm
 from tasks import deliver as delivery
 from tasks.settings import Settings
 
@@ -76,3 +76,4 @@ chord_body = app.task(name="suite.chord_body")(bodies.chord_body)
 state_op = app.task(name="suite.state", ignore_result=True)(bodies.state_op)
 find_row = app.task(name="suite.find_row", base=DjangoTask, ignore_result=True)(bodies.find_row)
 canvas.register(app)  # suite.canvas_part, suite.canvas_body (tasks/canvas.py)
+routing.register(app, settings.routing)  # suite.routed and its routing (tasks/routing.py)

@@ -27,6 +27,13 @@ class Flaky(Exception):
 _autoretrying = threading.local()
 
 
+def retry_after_return(run: ExitStack) -> None:
+    """An autoretry run's open execution: ``DeliverTask.retry`` closes it once Celery
+    has published the retry (the ``retried`` point first). Call it just before raising
+    the exception ``autoretry_for`` names."""
+    _autoretrying.run = run
+
+
 class DeliverTask(Task):
     def retry(self, *args: Any, **kwargs: Any) -> Any:
         open_run: ExitStack | None = getattr(_autoretrying, "run", None)
@@ -78,7 +85,7 @@ def deliver(self: Any, spec: dict[str, Any]) -> str:
                 if spec.get("autoretry"):
                     self.max_retries = max_retries  # what autoretry_for passes on
                     outcome = Flaky(f"asked to retry at level {level}")
-                    _autoretrying.run = run.pop_all()  # closed by DeliverTask.retry
+                    retry_after_return(run.pop_all())
                 else:
                     try:
                         self.retry(countdown=0, max_retries=max_retries)

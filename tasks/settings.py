@@ -53,6 +53,8 @@ class Settings:
     # SUITE_CHORD_ORDERED: the Redis result backend's chord join, a sorted set (True)
     # or a list (result_backend_transport_options' result_chord_ordered; tasks/canvas.py)
     chord_ordered: bool = True
+    # SUITE_ROUTING: the routing area's settings, JSON (tasks/routing.py); "" for none
+    routing: str = ""
 
     def to_env(self) -> dict[str, str]:
         return {
@@ -72,6 +74,7 @@ class Settings:
             "SUITE_VISIBILITY_TIMEOUT": str(self.visibility_timeout),
             "SUITE_POOL_MAINTAIN_PERIOD": str(self.pool_maintain_period),
             "SUITE_CHORD_ORDERED": _bit(self.chord_ordered),
+            "SUITE_ROUTING": self.routing,
         }
 
     @classmethod
@@ -99,4 +102,5 @@ class Settings:
                 get("SUITE_POOL_MAINTAIN_PERIOD", str(cls.pool_maintain_period))
             ),
             chord_ordered=_flag(get("SUITE_CHORD_ORDERED"), cls.chord_ordered),
+            routing=get("SUITE_ROUTING", cls.routing),
         )

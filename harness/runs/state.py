@@ -5,6 +5,8 @@ harness/runs/base.py). Moves:
     submit read    send a task that reads it
     submit incr    send a task that does ``value += 1`` (read, park at ``rmw``, write)
     submit incr-locked   the same under the process's ``threading.Lock``
+    submit write q2 (``config.queues`` 2: two workers, ``w1`` consuming queue q1 and
+                   ``w2`` q2) the same, sent to that queue
     step tN        let tN run to its next scheduling point
     kill tN        (``config.kills``; tN parked at ``done``, its operation over)
                    SIGKILL tN's process: a prefork child, which the
@@ -26,14 +28,14 @@ names depend only on the order children are first used and replaced.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from harness.cluster import Cluster
 from harness.controller import Execution
 from harness.errors import HarnessError
 from harness.ordering import natural
 from harness.runs.base import Run, Runner
-from harness.workers import WorkerSpec
+from harness.workers import Worker, WorkerSpec
 from model import history as h
 from model.config import IMPORT_VALUE, StateConfig
 from model.processes import APP
@@ -68,6 +70,15 @@ class StateLoop(Runner[StateRun]):
     counters, the model's process names, and the clean-up after an error."""
 
     max_moves = MAX_MOVES
+    workers: list[Worker]
+
+    def _specs(self) -> list[WorkerSpec]:
+        """The workers the scenario runs on (``w1`` first)."""
+        return [self.spec]
+
+    def _get_worker(self) -> Worker:
+        self.workers = [self.cluster.worker(spec) for spec in self._specs()]
+        return self.workers[0]
 
     def _new_run(self, tasks: int, n: int, history: h.History) -> StateRun:
         return StateRun(self.config, tasks, history)
@@ -77,7 +88,11 @@ class StateLoop(Runner[StateRun]):
         self.submitted = 0
         self.kills = 0
         self.names: dict[str, str] = {}  # the controller's name -> the model's
-        self.slots: dict[int, tuple[int, str]] = {}  # slot -> (pid, model name) holding it
+        # (worker, slot) -> (pid, model name) holding it
+        self.slots: dict[tuple[str, int], tuple[int, str]] = {}
+        ctl = self.cluster.controller
+        for i, worker in enumerate(self.workers, start=1):
+            ctl.aliases[worker.hostname] = f"w{i}"
 
     def _after_error(self) -> None:
         self._cleanup()
@@ -107,8 +122,9 @@ class StateLoop(Runner[StateRun]):
         if proc.role != "child":
             self.names[proc.name] = proc.name
             return
-        alias = self.worker.alias
-        free = [k for k in range(1, self.config.concurrency + 1) if k not in self.slots]
+        alias = ctl.aliases.get(proc.worker, self.worker.alias)
+        mine = {k: held for (w, k), held in self.slots.items() if w == alias}
+        free = [k for k in range(1, self.config.concurrency + 1) if k not in mine]
         if free:
             k, name = free[0], f"{alias}.c{free[0]}"
         else:
@@ -118,14 +134,14 @@ class StateLoop(Runner[StateRun]):
 
             # At most ``concurrency`` children live at once: a new one means one went.
             ctl.wait(
-                lambda: any(gone(pid) for pid, _ in self.slots.values()),
+                lambda: any(gone(pid) for pid, _ in mine.values()),
                 f"a child of {alias} to exit before {proc.name} replaced it",
             )
-            k = min(s for s, (pid, _) in self.slots.items() if gone(pid))
-            old = self.slots[k][1]
+            k = min(s for s, (pid, _) in mine.items() if gone(pid))
+            old = mine[k][1]
             name = old + "'"
             run.history.append(h.ChildReplaced(old, name))
-        self.slots[k] = (proc.pid, name)
+        self.slots[(alias, k)] = (proc.pid, name)
         self.names[proc.name] = name
 
     def _renamed(self, e: h.Event) -> h.Event:
@@ -146,8 +162,10 @@ class StateLoop(Runner[StateRun]):
                 ctl.release(min(parked, key=lambda e: natural(e.id)).id)
             ctl.wait(lambda: not ctl.live(), "the last executions to end")
         except HarnessError:
-            self.worker.kill_main()
-            self.worker = self.cluster.replace(self.spec)
+            for worker in self.workers:
+                worker.kill_main()
+            self.workers = [self.cluster.replace(w.spec) for w in self.workers]
+            self.worker = self.workers[0]
 
 
 class StateRunner(StateLoop):
@@ -160,6 +178,14 @@ class StateRunner(StateLoop):
         super().__init__(cluster, config, spec_of(config), capacity)
         self.prop = prop
         self.ops = OPS[prop]
+        # Two workers on two queues: the same shape, each its own queue. A queue's name
+        # carries the shape: every config's workers stay up, and two shapes consuming
+        # one queue would take each other's tasks.
+        self.queues = [f"q{i}" for i in range(1, config.queues + 1)] if config.queues > 1 else []
+
+    def _specs(self) -> list[WorkerSpec]:
+        own = [replace(self.spec, queues=(f"state-{self.spec.name}-{q}",)) for q in self.queues]
+        return own or [self.spec]
 
     def _end(self, run: StateRun) -> None:
         """The sender's own read, for ``sender-sees-task-writes``; then the model's names."""
@@ -176,8 +202,13 @@ class StateRunner(StateLoop):
         if not live and self.submitted >= tasks:
             return []
         moves = [f"step {e.id}" for e in live if e.state == "parked" and not self._blocked(e, live)]
-        if self.submitted < tasks and len(live) < self.capacity:
+        if self.submitted < tasks and not self.queues and len(live) < self.capacity:
             moves += [f"submit {op}" for op in self.ops]
+        if self.submitted < tasks and self.queues:  # one worker per queue, in queue order
+            moves += [
+                f"submit {op} {q}" for q, worker in zip(self.queues, self.workers, strict=True)
+                if len(self._on(worker, live)) < self.capacity for op in self.ops
+            ]  # fmt: skip
         if self.config.kills and self.kills < MAX_KILLS:
             # Only once its operation is done: a kill before it loses nothing a read could
             # miss, so those would only thin out the search.
@@ -190,17 +221,22 @@ class StateRunner(StateLoop):
         ctl = self.cluster.controller
         verb, _, arg = move.partition(" ")
         if verb == "submit":
-            if arg not in self.ops:
-                raise HarnessError(f"unknown operation {arg!r}: choose one of {self.ops}")
+            op, _, queue = arg.partition(" ")
+            if op not in self.ops or (queue not in self.queues if self.queues else queue):
+                raise HarnessError(
+                    f"unknown operation {arg!r}: choose one of {self.ops}"
+                    + (f", each followed by one of {self.queues}" if self.queues else "")
+                )
+            worker = self.workers[self.queues.index(queue)] if queue else self.worker
             self.submitted += 1
             task = f"t{self.submitted}"
             ctl.accept(task)
             run.history.append(h.Submitted(task))
             spec = {
-                "execution": task, "task": task, "op": arg, "store": self.config.store,
+                "execution": task, "task": task, "op": op, "store": self.config.store,
                 "key": self.key, "value": self.submitted, "linger": self.config.kills,
             }  # fmt: skip
-            self.cluster.send(self.worker, "suite.state", spec)
+            self.cluster.send(worker, "suite.state", spec, queue=worker.queues[0])
             self._name(run, self._started(task))
         elif verb == "step":
             ctl.release(arg)
@@ -208,6 +244,10 @@ class StateRunner(StateLoop):
             self._kill(run, ctl.executions[arg])
         else:
             raise HarnessError(f"unknown move {move!r}")
+
+    def _on(self, worker: Worker, live: list[Execution]) -> list[Execution]:
+        procs = self.cluster.controller.procs
+        return [e for e in live if e.pid in procs and procs[e.pid].worker == worker.hostname]
 
     def _kill(self, run: StateRun, ex: Execution) -> None:
         """SIGKILL ``ex``'s process. A prefork child is replaced by the pool (named on
@@ -219,4 +259,4 @@ class StateRunner(StateLoop):
         run.history.append(h.Killed(proc.name))  # renamed to the model's name at the end
         self.worker.kill(proc)
         if proc.role != "child":
-            self.worker = self.cluster.replace(self.spec)
+            self.worker = self.workers[0] = self.cluster.replace(self.spec)

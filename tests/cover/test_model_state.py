@@ -690,3 +690,41 @@ def test_unknown_property() -> None:
     for f in (lambda: expected_verdict(PREFORK2, "nope"), lambda: eager_verdict("nope")):
         with pytest.raises(KeyError, match="unknown property 'nope'"):
             f()
+
+
+# --- two workers on two queues ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("pool", "n", "main"), [("threads", 2, ""), ("solo", 1, ""),
+                                                 ("prefork", 1, ".c1")])  # fmt: skip
+def test_two_workers_on_two_queues_never_share_a_copy(pool: Pool, n: int, main: str) -> None:
+    one, two = StateConfig(pool, n), StateConfig(pool, n, queues=2)
+    events = [Write("t1", f"w1{main}", 1), Read("t2", f"w2{main}", 0)]
+    (v,) = allowed_reads(two, events)
+    assert v.ok and v.expected == {0} and "two workers (one per queue)" in v.why
+    assert [r.index for r in read_your_writes(events)] == [1]
+    assert expected_verdict(two, "read-your-writes-across-tasks") == "violated"
+    assert "whatever the pool" in why(two, "read-your-writes-across-tasks")
+    assert expected_verdict(one, "read-your-writes-across-tasks") == "holds"
+
+
+def test_two_workers_share_a_shared_store() -> None:
+    two = StateConfig("threads", 2, store="redis", queues=2)
+    assert expected_verdict(two, "read-your-writes-across-tasks") == "holds"
+    # Two workers run two tasks at once even on solo: the racy set can lose one.
+    assert expected_verdict(StateConfig("solo", 1, store="db-postgres"),
+                            "read-your-writes-across-tasks") == "holds"  # fmt: skip
+    racy = StateConfig("solo", 1, store="db-postgres", queues=2)
+    assert expected_verdict(racy, "read-your-writes-across-tasks") == "violated"
+
+
+def test_two_queues_label_and_limits() -> None:
+    from model.config import parse_state_label
+
+    two = StateConfig("threads", 2, queues=2)
+    assert two.label() == "threads/c2/q2" and parse_state_label("threads/c2/q2") == two
+    assert two.as_dict()["queues"] == 2 and "queues" not in StateConfig("threads", 2).as_dict()
+    with pytest.raises(ValueError, match="without kills"):
+        StateConfig("prefork", 2, kills=True, queues=2)
+    with pytest.raises(ValueError, match="one worker, or two"):
+        StateConfig("prefork", 2, queues=3)
