@@ -41,6 +41,7 @@ class WorkerSpec:
     results: str = "redis"  # the result backend: redis | db (SQLAlchemy on PostgreSQL)
     consumer_timeout_ms: int | None = None  # amqp: a private node with this timeout
     chord_ordered: bool = True  # Redis results: a chord's join is a sorted set, else a list
+    heartbeat: float | None = None  # amqp: broker_heartbeat (s); None, Celery's default
 
     @property
     def name(self) -> str:
@@ -61,6 +62,7 @@ class WorkerSpec:
             extra += f"-init{self.state_init}"
         extra += ("-gates" if self.gates else "") + ("" if self.results == "redis" else "-dbres")
         extra += "" if self.chord_ordered else "-chordlist"
+        extra += "" if self.heartbeat is None else f"-hb{self.heartbeat:g}"
         return f"{self.pool}{self.concurrency}{flags}{extra}{broker}"
 
     @property
@@ -117,6 +119,7 @@ class Worker:
             state_init=spec.state_init,
             gates=spec.gates,
             chord_ordered=spec.chord_ordered,
+            heartbeat=spec.heartbeat,
         )
 
     def launch(self) -> None:

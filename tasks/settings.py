@@ -53,6 +53,8 @@ class Settings:
     # SUITE_CHORD_ORDERED: the Redis result backend's chord join, a sorted set (True)
     # or a list (result_backend_transport_options' result_chord_ordered; tasks/canvas.py)
     chord_ordered: bool = True
+    # SUITE_HEARTBEAT: broker_heartbeat in seconds (AMQP); None, Celery's default (120)
+    heartbeat: float | None = None
 
     def to_env(self) -> dict[str, str]:
         return {
@@ -72,12 +74,13 @@ class Settings:
             "SUITE_VISIBILITY_TIMEOUT": str(self.visibility_timeout),
             "SUITE_POOL_MAINTAIN_PERIOD": str(self.pool_maintain_period),
             "SUITE_CHORD_ORDERED": _bit(self.chord_ordered),
+            "SUITE_HEARTBEAT": "" if self.heartbeat is None else str(self.heartbeat),
         }
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         get = environ.get
-        state_init = get("SUITE_STATE_INIT")
+        state_init, heartbeat = get("SUITE_STATE_INIT"), get("SUITE_HEARTBEAT")
         return cls(
             worker=get("SUITE_WORKER", cls.worker),
             broker_url=get("SUITE_BROKER_URL", cls.broker_url),
@@ -99,4 +102,5 @@ class Settings:
                 get("SUITE_POOL_MAINTAIN_PERIOD", str(cls.pool_maintain_period))
             ),
             chord_ordered=_flag(get("SUITE_CHORD_ORDERED"), cls.chord_ordered),
+            heartbeat=float(heartbeat) if heartbeat else None,
         )
