@@ -286,7 +286,7 @@ def summary(reports: dict[str, Report]) -> tuple[str, bool]:
     ok = True
     for bug in BUGS:
         bug_ok = True
-        catch: list[float] = []
+        catch: dict[str, list[float]] = {"search": [], "claim": []}
         for side in SIDES:
             p = PinSet(bug, side)
             report = reports.get(p.id)
@@ -305,13 +305,15 @@ def summary(reports: dict[str, Report]) -> tuple[str, bool]:
                 ))  # fmt: skip
                 bug_ok = bug_ok and r.ok(side)
                 if side == "buggy" and r.catch is not None:
-                    catch.append(r.catch)
+                    catch[row.kind].append(r.catch)
         ok = ok and bug_ok
         if bug_ok:
-            first = min(catch) if catch else 0.0
+            took = ", ".join(
+                f"{kind} {min(found):.1f} s" for kind, found in catch.items() if found
+            )
             verdicts.append(
-                f"{bug.ref}: rediscovered (caught on {bug.buggy.label()} after {first:.1f} s "
-                f"at the fastest row; passes on {bug.fixed.label()})"
+                f"{bug.ref}: rediscovered: caught on {bug.buggy.label()} ({took}); "
+                f"passes on {bug.fixed.label()}"
             )
         else:
             verdicts.append(f"{bug.ref}: NOT rediscovered (see the rows marked <--)")

@@ -46,6 +46,8 @@ def test_regression(
         report.add_claim(result)
     seconds = time.monotonic() - started
     replay = pin_set.replay(row, scenario) if got != "passes" else ""
+    if row.config is not None and replay:  # its "Reproduce with" would run today's pins
+        outcome.notes.append(f"replay on these pins: {replay}")
     if got != "caught":
         catch = None
     elif catch is None:
