@@ -308,9 +308,7 @@ def summary(reports: dict[str, Report]) -> tuple[str, bool]:
                     catch[row.kind].append(r.catch)
         ok = ok and bug_ok
         if bug_ok:
-            took = ", ".join(
-                f"{kind} {min(found):.1f} s" for kind, found in catch.items() if found
-            )
+            took = ", ".join(f"{kind} {min(found):.1f} s" for kind, found in catch.items() if found)
             verdicts.append(
                 f"{bug.ref}: rediscovered: caught on {bug.buggy.label()} ({took}); "
                 f"passes on {bug.fixed.label()}"
