@@ -208,12 +208,12 @@ CLAIMS: tuple[Claim, ...] = (
           "task, acks it, and exits; nothing runs twice", "late",
           ("submit", "step t1", "term"), checks.finished_once),
     Claim("warm-shutdown.heartbeat", "2", "warm shutdown (SIGTERM) while the running "
-          "acks_late task outlasts the broker's heartbeat timeout (1 s heartbeats here): "
+          "acks_late task outlasts the broker's heartbeat timeout (2 s heartbeats here): "
           "the main process keeps sending heartbeats while the pool drains, so RabbitMQ "
           "keeps the connection; the task finishes, is acked, and nothing runs twice "
           "(Celery before 5.6.1 sent none: RabbitMQ closed the connection and requeued "
           "the running task, celery #5998)", "late", ("submit", "step t1", "term", "idle"),
-          checks.finished_once, brokers=("amqp",), heartbeat=1.0),
+          checks.finished_once, brokers=("amqp",), heartbeat=2.0),
     Claim("vt.running", "3", "Redis: an acks_late task still running when the visibility "
           "timeout passes is delivered and run again", "late",
           ("submit", "step t1", "vt"), checks.again_while_running, brokers=("redis",),

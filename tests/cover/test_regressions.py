@@ -82,7 +82,8 @@ def _reports(got: dict[str, str]) -> dict[str, rg.Report]:
 def test_the_summary_says_rediscovered_when_caught_on_buggy_and_passing_on_fixed() -> None:
     text, ok = rg.summary(_reports({"buggy": "caught", "fixed": "passes"}))
     assert ok
-    assert text.count("rediscovered (caught on") == len(rg.BUGS)
+    assert text.count("rediscovered: caught on") == len(rg.BUGS)
+    assert "(search 3.0 s, claim 3.0 s)" in text
     assert "caught after" in text.splitlines()[0]
     assert "3.0 s" in text and "submit; kill t1" in text and "<--" not in text
 
