@@ -25,6 +25,8 @@ def install() -> None:
 
     if hasattr(redis.Channel, "unacked_restore_interval"):
         return  # kombu reads the transport options itself
+    if getattr(redis.QoS.restore_visible, "suite_unthrottled", False):
+        return  # installed already: one timer per event loop, not two
     register, restore_visible = redis.Transport.register_with_event_loop, redis.QoS.restore_visible
 
     def register_with_event_loop(self: Any, connection: Any, loop: Any) -> Any:
@@ -35,5 +37,6 @@ def install() -> None:
     def unthrottled(self: Any, start: int = 0, num: int = 10, interval: int = 10) -> Any:
         return restore_visible(self, start=start, num=num, interval=1)
 
+    unthrottled.suite_unthrottled = True  # type: ignore[attr-defined]
     redis.Transport.register_with_event_loop = register_with_event_loop  # type: ignore[method-assign]
     redis.QoS.restore_visible = unthrottled  # type: ignore[method-assign]
