@@ -29,7 +29,17 @@ from typing import Literal
 from model.config import DeliveryConfig
 
 REPORTS = Path("reports/regressions")
-HEAD = ("pin set", "versions", "row", "wanted", "got", "caught after", "row s", "counterexample")
+HEAD = (
+    "pin set",
+    "bug",
+    "versions",
+    "row",
+    "wanted",
+    "got",
+    "caught after",
+    "row s",
+    "counterexample",
+)
 Side = Literal["buggy", "fixed"]
 SIDES: tuple[Side, ...] = ("buggy", "fixed")
 # What a row must do on each side.
@@ -294,12 +304,14 @@ def summary(reports: dict[str, Report]) -> tuple[str, bool]:
             for row in bug.rows:
                 r = by_row.get(row.label())
                 if r is None:
-                    lines.append((p.id, p.pins.label(), row.label(), WANTED[side], "not run  <--"))
+                    lines.append(
+                        (p.id, bug.ref, p.pins.label(), row.label(), WANTED[side], "not run  <--")
+                    )
                     bug_ok = False
                     continue
                 mark = "" if r.ok(side) else "  <--"
                 lines.append((
-                    p.id, p.pins.label(), row.label(), WANTED[side], r.got + mark,
+                    p.id, bug.ref, p.pins.label(), row.label(), WANTED[side], r.got + mark,
                     "-" if r.catch is None else f"{r.catch:.1f} s", f"{r.seconds:.1f}",
                     _short(r.counterexample),
                 ))  # fmt: skip
