@@ -9,6 +9,7 @@ nox -s replay -- '<scenario line>'   replay a failure exactly
 nox -s suite -- --splits 8 --group 3 one shard of the suite (pytest-split, .test_durations)
 nox -s merge -- reports/findings-*.json --out reports/findings.json   merge shards
 nox -s soak -- [-k ...]              the ci selection SOAK_RUNS times (20), compared
+nox -s regressions                   dated Celery/kombu/billiard bugs on their old pins
 """
 
 from __future__ import annotations
@@ -16,8 +17,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import nox
+
+sys.path.insert(0, str(Path(__file__).parent))  # the pin sets: properties/regressions.py
+from properties.regressions import PIN_SETS, pin_set
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
@@ -167,3 +173,30 @@ def lint(session: nox.Session) -> None:
     session.run("mypy", "model", "tasks", "harness", "properties", "examples")
     # One-way imports, no circles (tests/cover/test_imports.py).
     session.run("pytest", "-q", "tests/cover/test_imports.py")
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("pins", [p.id for p in PIN_SETS], ids=[p.id for p in PIN_SETS])
+def regressions(session: nox.Session, pins: str) -> None:
+    """Dated bugs rediscovered: each pin set's venv pins old celery / kombu / billiard
+    (properties/regressions.py) and runs the bug's rows; regressions-summary prints the
+    table. ``-- replay '<line>'`` replays a counterexample in the pin set's venv."""
+    chosen = pin_set(pins)
+    _install(session)
+    # After the project: these replace its celery / kombu / billiard pins in this venv.
+    session.install(*chosen.pins.requirements())
+    if session.posargs[:1] == ["replay"]:
+        session.run("python", "-m", "properties.replay", *session.posargs[1:])
+        return
+    session.notify("regressions-summary")
+    _pytest(
+        session, "tests/regressions", "-q", "--pin-set", pins, "--hypothesis-profile", "ci",
+        "--progress", "-o", "console_output_style=classic",
+        "--findings", f"reports/regressions/findings/{pins}.json", *session.posargs,
+    )  # fmt: skip
+
+
+@nox.session(name="regressions-summary", python=False)
+def regressions_summary(session: nox.Session) -> None:
+    """The table of every pin set's report (reports/regressions/*.json)."""
+    session.run(sys.executable, "-m", "properties.regressions", "summary", *session.posargs)

@@ -46,6 +46,7 @@ class WorkerSpec:
     # routing area's workers only.
     queues: tuple[str, ...] = ()
     routing: str = ""
+    heartbeat: float | None = None  # amqp: broker_heartbeat (s); None, Celery's default
 
     @property
     def name(self) -> str:
@@ -67,6 +68,7 @@ class WorkerSpec:
         extra += ("-gates" if self.gates else "") + ("" if self.results == "redis" else "-dbres")
         extra += "" if self.chord_ordered else "-chordlist"
         extra += f"-Q{'+'.join(self.queues)}" if self.queues else ""
+        extra += "" if self.heartbeat is None else f"-hb{self.heartbeat:g}"
         return f"{self.pool}{self.concurrency}{flags}{extra}{broker}"
 
     @property
@@ -125,6 +127,7 @@ class Worker:
             gates=spec.gates,
             chord_ordered=spec.chord_ordered,
             routing=spec.routing,
+            heartbeat=spec.heartbeat,
         )
 
     def launch(self) -> None:

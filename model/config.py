@@ -199,6 +199,8 @@ class DeliveryConfig:
     results: str = "redis"  # the result backend: redis | db (SQLAlchemy, PostgreSQL)
     # RabbitMQ's consumer_timeout, on a private node (node-wide in 3.10). Fixed claims.
     consumer_timeout_ms: int | None = None
+    # AMQP broker_heartbeat in seconds (Celery's default when None). Fixed claims.
+    heartbeat: float | None = None
 
     def __post_init__(self) -> None:
         if self.broker not in BROKERS:
@@ -219,6 +221,8 @@ class DeliveryConfig:
             raise ValueError("gates are inside the prefork pool: pool must be prefork")
         if self.consumer_timeout_ms is not None and self.broker != "amqp":
             raise ValueError("consumer_timeout_ms is a RabbitMQ setting: broker must be amqp")
+        if self.heartbeat is not None and (self.broker != "amqp" or self.heartbeat <= 0):
+            raise ValueError("heartbeat is an AMQP setting: broker must be amqp, seconds > 0")
         if self.results not in ("redis", "db"):
             raise ValueError(f"unknown result backend {self.results!r}: choose redis or db")
 

@@ -91,13 +91,14 @@ class DeliveryModel:
         fixed_only = (
             config.dedup or config.cancel_on_loss or bool(config.countdown) or config.chord
             or config.gate is not None or config.consumer_timeout_ms is not None
+            or config.heartbeat is not None
         )  # fmt: skip
         if fixed_only or config.results != "redis":
             # Those settings are checked by fixed runs (properties/claims.py) only.
             raise ValueError(
                 "the delivery model predicts runs without dedup, cancel_on_loss, a "
-                "countdown, a chord, a gate or a consumer timeout, on the Redis result "
-                "backend"
+                "countdown, a chord, a gate, a consumer timeout or a heartbeat, on the "
+                "Redis result backend"
             )
         self.config = config
         self.tasks: dict[str, _Task] = {}

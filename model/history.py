@@ -221,6 +221,16 @@ class ConnectionDropped(Event):
 
 
 @dataclass(frozen=True)
+class HeartbeatGap(Event):
+    """Wall time passed with every run parked, past the broker's heartbeat timeout
+    for ``worker``'s connection: RabbitMQ closes a connection that sent no
+    heartbeat in that time (a fixed claim's ``idle`` move)."""
+
+    worker: str
+    seconds: float
+
+
+@dataclass(frozen=True)
 class Rejected(Event):
     task: str
     requeue: bool

@@ -74,8 +74,10 @@ def requeued_no_failure(ev: Sequence[h.Event], _: list[int]) -> str | None:
     runs = _runs(ev)
     if not rejected:
         return "no reject with requeue"
-    if len(runs) != 2 or not runs[1].redelivered:
+    if len(runs) != 2:
         return f"runs {[(r.execution, r.redelivered) for r in runs]}"
+    if not runs[1].redelivered:
+        return "the requeued message came back with redelivered=False"
     if "FAILURE" in _states(ev):
         return "FAILURE was written although the message was requeued"
     return None
@@ -104,8 +106,10 @@ def back_only_after_vt(ev: Sequence[h.Event], _: list[int]) -> str | None:
     if len(runs) != 2 or vt < 0:
         return f"{len(runs)} runs, visibility timeout at #{vt}"
     second = ev.index(runs[1])
-    if second < vt or not runs[1].redelivered:
+    if second < vt:
         return f"the second run started at #{second}, the visibility timeout passed at #{vt}"
+    if not runs[1].redelivered:
+        return "the message restored after the visibility timeout came back with redelivered=False"
     return None
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from properties import claim_checks as checks
 from properties.claim_checks import Check
 
-FAULTS = ("kill", "kill-main", "vt", "term", "quit", "drop", "ctimeout")
+FAULTS = ("kill", "kill-main", "vt", "term", "quit", "drop", "ctimeout", "idle")
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class Claim:
     gate: str | None = None  # hold t1's job once inside the pool: accept | accepted
     results: str = "redis"  # the result backend: redis | db
     consumer_timeout_ms: int | None = None  # amqp: RabbitMQ's, on a private node
+    heartbeat: float | None = None  # amqp: the worker's broker_heartbeat, seconds
 
     @property
     def slots(self) -> int:
@@ -79,6 +80,7 @@ class ClaimResult:
                 "gate": c.gate or "none",
                 "result_backend": c.results,
                 "consumer_timeout_ms": c.consumer_timeout_ms,
+                "heartbeat": c.heartbeat,
                 "fault": ",".join(m for m in c.moves if m.split()[0] in FAULTS) or "none",
             },
             "verdict": self.verdict,
@@ -205,6 +207,13 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("warm-shutdown", "2", "warm shutdown (SIGTERM): the worker finishes the running "
           "task, acks it, and exits; nothing runs twice", "late",
           ("submit", "step t1", "term"), checks.finished_once),
+    Claim("warm-shutdown.heartbeat", "2", "warm shutdown (SIGTERM) while the running "
+          "acks_late task outlasts the broker's heartbeat timeout (2 s heartbeats here): "
+          "the main process keeps sending heartbeats while the pool drains, so RabbitMQ "
+          "keeps the connection; the task finishes, is acked, and nothing runs twice "
+          "(Celery before 5.6.1 sent none: RabbitMQ closed the connection and requeued "
+          "the running task, celery #5998)", "late", ("submit", "step t1", "term", "idle"),
+          checks.finished_once, brokers=("amqp",), heartbeat=2.0),
     Claim("vt.running", "3", "Redis: an acks_late task still running when the visibility "
           "timeout passes is delivered and run again", "late",
           ("submit", "step t1", "vt"), checks.again_while_running, brokers=("redis",),

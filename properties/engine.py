@@ -161,6 +161,8 @@ class Tally:
     def __init__(self) -> None:
         self.calls = 0
         self.first_failure: int | None = None
+        self.started = time.monotonic()
+        self.first_failure_s: float | None = None  # seconds from the start to it
 
 
 def hypothesis_test(
@@ -191,6 +193,7 @@ def hypothesis_test(
         except Failure:
             if seen.first_failure is None:
                 seen.first_failure = seen.calls
+                seen.first_failure_s = time.monotonic() - seen.started
             raise
 
     test = settings(
@@ -328,7 +331,7 @@ def search(area: Area[C], cluster: Cluster, config: C, prop: str) -> Outcome:
     except Failure as failure:
         return outcome(
             verdict_of(failure), failure=area.tighten(cluster, failure), found_by="search",
-            found_at=tally.first_failure,
+            found_at=tally.first_failure, found_after=tally.first_failure_s,
         )  # fmt: skip
     except Exception as exc:  # a harness error is a verdict too, never a pass
         return harness_error("", exc)
@@ -339,6 +342,7 @@ def search(area: Area[C], cluster: Cluster, config: C, prop: str) -> Outcome:
             if (found := judge(area, prop, config, run)) is not None:
                 return outcome(
                     verdict_of(found), failure=found, found_by=f"attack: {name}",
+                    found_after=time.monotonic() - started,
                     notes=[f"the random search found no counterexample in {searched} examples"],
                 )  # fmt: skip
     except Exception as exc:

@@ -53,6 +53,7 @@ class Outcome:
     notes: list[str] = field(default_factory=list)
     found_by: str | None = None  # "search" or "attack: <name>" for a violation
     found_at: int | None = None  # the search's first failing example (1-based)
+    found_after: float | None = None  # seconds from the search's start to that failure
     why: str = ""  # the model's reason for ``expected``
     config_row: dict[str, Any] | None = None  # the config as the report shows it
     area: str = ""  # the area's registry name (properties/areas.py)

@@ -24,9 +24,9 @@ def check(cluster: Cluster, claim: Claim, broker: str) -> ClaimResult:
         max_retries=claim.max_retries, acks_on_failure=claim.acks_on_failure,
         dedup=claim.dedup, cancel_on_loss=claim.cancel_on_loss, countdown=claim.countdown,
         chord=claim.chord, gate=claim.gate, results=claim.results,
-        consumer_timeout_ms=claim.consumer_timeout_ms,
+        consumer_timeout_ms=claim.consumer_timeout_ms, heartbeat=claim.heartbeat,
     )  # fmt: skip
-    allowed = {"kill", "vt", "term", "quit", "drop", "ctimeout"}
+    allowed = {"kill", "vt", "term", "quit", "drop", "ctimeout", "idle"}
     allowed |= {"reserve"} if claim.reserve else set()
     runner = DeliveryRunner(cluster, config, frozenset(allowed))
     # AMQP has no visibility timeout: what Redis waits for it for comes back at once.

@@ -67,6 +67,8 @@ def _line(e: h.Event, where: dict[str, str]) -> tuple[str, str]:
             return "-", f"CONSUMER TIMEOUT passes for {w}: RabbitMQ closes its channel"
         case h.ConnectionDropped(worker=w):
             return "-", f"BROKER CONNECTION of {w} DROPPED"
+        case h.HeartbeatGap(worker=w, seconds=s):
+            return "-", f"{s:g} s pass, {w}'s runs parked: past its heartbeat timeout"
         case h.Rejected(task=t, requeue=r, restored=back):
             if r and not back:
                 return "-", f"broker: {t} rejected, requeue asked: nothing left to restore"
@@ -179,7 +181,7 @@ def render(events: Sequence[h.Event], marks: Iterable[int] = ()) -> str:
 # is what an execution did.
 _FAULTS = (
     h.Killed, h.Paused, h.Resumed, h.Expired, h.VisibilityTimeout, h.ConnectionDropped,
-    h.Shutdown, h.Restarted, h.ConsumerTimedOut,
+    h.Shutdown, h.Restarted, h.ConsumerTimedOut, h.HeartbeatGap,
 )  # fmt: skip
 _MOVES = (
     h.Submitted, h.Inserted, h.Published, h.Committed, h.RolledBack, h.ClockAdvanced, h.BeatTick,
@@ -213,6 +215,8 @@ def _lane(e: h.Event, who: str, where: dict[str, str]) -> str:
         case h.Received(worker=w) | h.Skipped(worker=w) | h.Shutdown(worker=w):
             return w
         case h.ConnectionDropped(worker=w) | h.ConsumerTimedOut(worker=w):
+            return w
+        case h.HeartbeatGap(worker=w):
             return w
         case h.Restarted(worker=w):
             return w

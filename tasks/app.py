@@ -12,8 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from celery import Celery, signals
-from celery.contrib.django.task import DjangoTask
+from celery import Celery, Task, signals
 
 from tasks import agent, bodies, canvas, django_setup, patches, routing, state, warm
 from tasks import deliver as delivery
@@ -55,8 +54,26 @@ app.conf.update(
     accept_content=["json"],
 )
 
+if settings.heartbeat is not None:
+    # The warm-shutdown heartbeat claim: RabbitMQ closes a connection that misses two
+    # (celery #5998); Celery's own default is 120 s.
+    app.conf.broker_heartbeat = settings.heartbeat
+
 patches.install_all(settings)
 agent.install(settings.worker)
+
+
+def _django_task() -> type[Task]:
+    """Celery's ``DjangoTask`` (``delay_on_commit``, Celery 5.4+), else the plain Task.
+
+    ``nox -s regressions`` runs older Celery releases (properties/regressions.py): there
+    the publishing area's ``delay-on-commit`` mode cannot run (no such method); every
+    other area imports this app as it is."""
+    try:
+        from celery.contrib.django.task import DjangoTask
+    except ImportError:  # Celery < 5.4
+        return Task
+    return DjangoTask
 
 
 def _state_init(**_: Any) -> None:
@@ -74,6 +91,6 @@ deliver = app.task(
 )(delivery.deliver)  # fmt: skip
 chord_body = app.task(name="suite.chord_body")(bodies.chord_body)
 state_op = app.task(name="suite.state", ignore_result=True)(bodies.state_op)
-find_row = app.task(name="suite.find_row", base=DjangoTask, ignore_result=True)(bodies.find_row)
+find_row = app.task(name="suite.find_row", base=_django_task(), ignore_result=True)(bodies.find_row)
 canvas.register(app)  # suite.canvas_part, suite.canvas_body (tasks/canvas.py)
 routing.register(app, settings.routing)  # suite.routed and its routing (tasks/routing.py)

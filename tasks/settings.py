@@ -55,6 +55,8 @@ class Settings:
     chord_ordered: bool = True
     # SUITE_ROUTING: the routing area's settings, JSON (tasks/routing.py); "" for none
     routing: str = ""
+    # SUITE_HEARTBEAT: broker_heartbeat in seconds (AMQP); None, Celery's default (120)
+    heartbeat: float | None = None
 
     def to_env(self) -> dict[str, str]:
         return {
@@ -75,12 +77,13 @@ class Settings:
             "SUITE_POOL_MAINTAIN_PERIOD": str(self.pool_maintain_period),
             "SUITE_CHORD_ORDERED": _bit(self.chord_ordered),
             "SUITE_ROUTING": self.routing,
+            "SUITE_HEARTBEAT": "" if self.heartbeat is None else str(self.heartbeat),
         }
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         get = environ.get
-        state_init = get("SUITE_STATE_INIT")
+        state_init, heartbeat = get("SUITE_STATE_INIT"), get("SUITE_HEARTBEAT")
         return cls(
             worker=get("SUITE_WORKER", cls.worker),
             broker_url=get("SUITE_BROKER_URL", cls.broker_url),
@@ -103,4 +106,5 @@ class Settings:
             ),
             chord_ordered=_flag(get("SUITE_CHORD_ORDERED"), cls.chord_ordered),
             routing=get("SUITE_ROUTING", cls.routing),
+            heartbeat=float(heartbeat) if heartbeat else None,
         )

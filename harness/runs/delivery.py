@@ -20,8 +20,10 @@ message acked). Moves:
     drop         cut the active worker's broker connections; it reconnects (fixed
                  claims only)
     ctimeout     RabbitMQ's consumer_timeout passes (a private node; fixed claims only)
+    idle         wall time passes, past the broker's heartbeat timeout, while a worker
+                 shutting down warm holds a parked run (fixed claims only)
 
-(kill-main, term, quit, drop and ctimeout, and the standby's take-over after them,
+(kill-main, term, quit, drop, ctimeout and idle, and the standby's take-over after them,
 are harness/runs/faults.py.)
     vt           Redis: the visibility timeout passes now for every unacked message
 
@@ -81,7 +83,7 @@ class DeliveryRunner(Runner[DeliveryRun]):
             acks_on_failure=config.acks_on_failure, dedup=config.dedup,
             cancel_on_loss=config.cancel_on_loss, track_started=config.track_started,
             prefetch=config.prefetch, gates=config.gate is not None, results=config.results,
-            consumer_timeout_ms=config.consumer_timeout_ms,
+            consumer_timeout_ms=config.consumer_timeout_ms, heartbeat=config.heartbeat,
         )  # fmt: skip
         super().__init__(cluster, config, spec, config.concurrency)
         self.allowed = allowed
@@ -105,6 +107,7 @@ class DeliveryRunner(Runner[DeliveryRun]):
         ctl.defer_starts = True  # added at each quiescent point, in task order
         self._counts = {
             "submit": 0, "kill": 0, "vt": 0, "term": 0, "quit": 0, "drop": 0, "ctimeout": 0,
+            "idle": 0,
         }  # fmt: skip
         self._handled: dict[str, int] = {}  # task id -> losses its main must handle
         self.draining: list[Worker] = []  # warm shutdown under way: they finish and exit
@@ -289,6 +292,10 @@ class DeliveryRunner(Runner[DeliveryRun]):
         timeout = self.config.consumer_timeout_ms is not None and not self._counts["ctimeout"]
         if "ctimeout" in self.allowed and timeout and here_parked:
             moves.append("ctimeout")
+        draining_parked = [e for e in parked if any(self.runs_on(w, e) for w in self.draining)]
+        beat = self.config.heartbeat is not None and not self._counts["idle"]
+        if "idle" in self.allowed and beat and draining_parked:
+            moves.append("idle")
         shutdowns = self._counts["term"] + self._counts["quit"]
         for verb in ("term", "quit"):
             if verb in self.allowed and shutdowns < MAX_SHUTDOWNS and here_parked:
@@ -341,7 +348,7 @@ class DeliveryRunner(Runner[DeliveryRun]):
         if verb == "eta":
             self._await_eta()
             return
-        if verb in faults.FAULTS:  # term, quit, drop, ctimeout
+        if verb in faults.FAULTS:  # term, quit, drop, ctimeout, idle
             self._counts[verb] += 1
             faults.FAULTS[verb](self, run)
             return

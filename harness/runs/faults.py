@@ -6,6 +6,7 @@
                  takes over
     drop         cut the active worker's broker connections; it reconnects
     ctimeout     RabbitMQ's consumer_timeout passes (a private node)
+    idle         wall time passes, past the heartbeat timeout of a worker shutting down
 
 Each marks in the message accounting (harness/accounting.py) what the broker takes
 back, and waits for what must have happened before the next settle can be trusted.
@@ -15,6 +16,7 @@ runner's: these act on it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -26,6 +28,9 @@ if TYPE_CHECKING:
     from harness.workers import Worker
 
 BROKER_POLL = 0.01  # between looks at a broker queue while a move's effect lands
+# Heartbeat intervals the idle move lets pass: RabbitMQ closes a connection after two
+# missed ones (its heartbeat timeout); four leave room for a loaded machine.
+IDLE_HEARTBEATS = 4
 
 
 def take_over(r: DeliveryRunner, run: DeliveryRun) -> None:
@@ -108,6 +113,31 @@ def consumer_timeout(r: DeliveryRunner, run: DeliveryRun) -> None:
     drain(r, worker, run)
 
 
+def heartbeat_gap(r: DeliveryRunner, run: DeliveryRun) -> None:
+    """Wall time passes (``IDLE_HEARTBEATS`` heartbeat intervals) while the worker
+    shutting down warm holds a parked run: the one move that waits on the clock, since
+    the broker's heartbeat timeout is wall time in RabbitMQ. A worker that sends
+    heartbeats while its pool drains keeps its connection. One that sends none (Celery
+    before 5.6.1: the prefork main process blocks in the pool's join and fires no
+    timers, celery #5998) loses it: RabbitMQ closes the connection and requeues its
+    unacked deliveries, which the standby then takes. Seen here by the delivery coming
+    back (queued, or received by the standby); the settle then waits for its run."""
+    ctl, worker = r.cluster.controller, r.draining[-1]
+    host, alias = worker.hostname, ctl.aliases.get(worker.hostname, "?")
+    seconds = IDLE_HEARTBEATS * (r.config.heartbeat or 0.0)
+    run.history.append(h.HeartbeatGap(alias, seconds))
+    held = [m for m in ctl.messages.values() if m.outstanding(host)]
+    end = time.monotonic() + seconds  # the broker's clock is the point of this move
+    ctl.wait(
+        lambda: time.monotonic() >= end, "the heartbeat timeout to pass", timeout=seconds + 30,
+        poll=0.1,
+    )  # fmt: skip
+    standby = r.worker.hostname
+    if r.broker.ready(r.queue) or any(standby in m.received for m in held):
+        run.history.append(h.ConnectionDropped(alias))
+        accounting.hand_back(held, host)
+
+
 def kill_main(r: DeliveryRunner, run: DeliveryRun) -> None:
     """SIGKILL the active worker's main process (a prefork pool's children die with
     it); the standby takes the queue over."""
@@ -135,4 +165,5 @@ def await_consumer_gone(r: DeliveryRunner) -> None:
 # The faults on the active worker as a whole, by move verb (kill-main is a kill).
 FAULTS: dict[str, Callable[[DeliveryRunner, DeliveryRun], None]] = {
     "term": warm_shutdown, "quit": cold_shutdown, "drop": drop, "ctimeout": consumer_timeout,
+    "idle": heartbeat_gap,
 }  # fmt: skip

@@ -7,7 +7,15 @@ that imports it (the sender, a worker's main process, before the pool forks).
 
 from __future__ import annotations
 
-from tasks.patches import deliveries, expiring_queues, fast_fork, gates, pool_maintenance, skips
+from tasks.patches import (
+    deliveries,
+    expiring_queues,
+    fast_fork,
+    gates,
+    pool_maintenance,
+    restore_cadence,
+    skips,
+)
 from tasks.settings import Settings
 
 
@@ -15,6 +23,7 @@ def install_all(settings: Settings) -> None:
     pool_maintenance.install(settings.pool_maintain_period)
     fast_fork.install()
     expiring_queues.install(settings.queue_expires_ms)
+    restore_cadence.install()
     deliveries.install(settings.worker)
     skips.install(settings.worker)
     if settings.gates:

@@ -6,7 +6,7 @@ import pytest
 
 from model import history as h
 from model.config import DeliveryConfig
-from model.delivery import check_delivery
+from model.delivery import DeliveryModel, check_delivery
 from model.delivery_properties import (
     BUILTIN_EFFECTS,
     PROPERTIES,
@@ -230,6 +230,14 @@ def test_config_rejects_requeue_without_acks_late() -> None:
         DeliveryConfig("redis", "prefork", 2, acks_late=False, reject_on_worker_lost=True)
     with pytest.raises(ValueError, match="broker"):
         DeliveryConfig("kafka", "prefork", 2, acks_late=True)  # type: ignore[arg-type]
+
+
+def test_a_heartbeat_is_an_amqp_setting_of_fixed_claims_only() -> None:
+    with pytest.raises(ValueError, match="heartbeat is an AMQP setting"):
+        DeliveryConfig("redis", "prefork", 2, acks_late=True, heartbeat=2.0)
+    c = DeliveryConfig("amqp", "prefork", 2, acks_late=True, heartbeat=2.0)
+    with pytest.raises(ValueError, match="or a heartbeat"):  # the model predicts none
+        DeliveryModel(c)
 
 
 def test_two_lineages_each_publish_a_fresh_retry_message() -> None:

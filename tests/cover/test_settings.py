@@ -15,6 +15,7 @@ def test_round_trip() -> None:
         Settings(worker="w@h", result_url="redis://x/1", acks_late=True, acks_on_failure=False),
         Settings(prefetch=4, state_init=0, gates=True, queue_expires_ms=600000),
         Settings(visibility_timeout=1.5, pool_maintain_period=5.0, dedup=True),
+        Settings(heartbeat=2.0),
     ]:
         assert Settings.from_env(s.to_env()) == s
 
@@ -25,6 +26,7 @@ def test_encodings() -> None:
     assert env["SUITE_STATE_INIT"] == "7" and env["SUITE_PREFETCH"] == "2"
     assert Settings().to_env()["SUITE_STATE_INIT"] == ""
     assert Settings().to_env()["SUITE_RESULT_URL"] == ""
+    assert Settings().to_env()["SUITE_HEARTBEAT"] == ""  # Celery's own broker_heartbeat
 
 
 def test_absent_or_empty_means_the_default() -> None:
