@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from properties.compare import key
+from properties.timeline import renumbered
 
 Row = dict[str, Any]
 # What must not change from run to run (timings may).
@@ -73,6 +74,8 @@ def changes(runs: Sequence[Sequence[Row]]) -> list[Change]:
             values: list[tuple[list[int], Any]] = []
             for n, row in sorted(by_run.items()):
                 value = row.get(field)
+                if field == "counterexample" and isinstance(value, str):
+                    value = renumbered(value)  # example numbers depend on the rows before
                 for seen_runs, seen in values:
                     if seen == value:
                         seen_runs.append(n)

@@ -248,10 +248,16 @@ def lanes(events: Sequence[h.Event], marks: Iterable[int] = ()) -> list[dict[str
     return out
 
 
+def renumbered(text: str) -> str:
+    """Blank out what differs between runs by design: the per-example key and order
+    ids (invoice:17, o17, state:17, beat17), which count the examples a process ran
+    before, and the run id that prefixes every key (``Cluster.run_id``, 6 hex digits)."""
+    text = re.sub(r"\b[0-9a-f]{6}-(?=\w)", "RUN-", text)
+    return re.sub(r"\b(invoice:|o|state:|beat)\d+\b", r"\1N", text)
+
+
 def anonymous(text: str) -> str:
-    """Blank out what differs between runs of one scenario by design or by Celery's
-    choice: the per-example key and order ids (invoice:17, o17), and which pool child
-    (w1.c2) the parent handed a task to when several were idle. Outcomes — who
-    acquired, what was created — are left as they are."""
-    text = re.sub(r"\b(invoice:|o)\d+\b", r"\1N", text)
-    return re.sub(r"\b(w\d+)\.c\d+'*", r"\1.cN", text)
+    """``renumbered``, and which pool child (w1.c2) the parent handed a task to when
+    several were idle: Celery's choice. Outcomes — who acquired, what was created —
+    are left as they are."""
+    return re.sub(r"\b(w\d+)\.c\d+'*", r"\1.cN", renumbered(text))

@@ -96,3 +96,12 @@ def test_runs_are_compared_end_to_end(
     out = capsys.readouterr().out
     assert "false alarms: 1 rows in 3 runs" in out
     assert all(c[-2:] == ["-k", "x"] for c in calls) and len(calls) == 3
+
+
+def test_example_numbering_in_a_counterexample_is_no_change() -> None:
+    # The same failure, found after other rows ran before it on that xdist worker.
+    a = row("violated", counterexample="invoices for o12-t1: 2\nkey 4dcb1a-state:12, invoice:12")
+    b = row("violated", counterexample="invoices for o40-t1: 2\nkey 9e0f3c-state:40, invoice:40")
+    assert soak.changes([[a], [b]]) == []
+    c = row("violated", counterexample="invoices for o40-t2: 2\nkey 9e0f3c-state:40, invoice:40")
+    assert [x.field for x in soak.changes([[a], [c]])] == ["counterexample"]
