@@ -233,8 +233,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_sep("=", "findings")
         terminalreporter.write_line(f.table())
         terminalreporter.write_line(f"written to {f.path}")
-    if terminalreporter.config.getoption("progress"):
-        terminalreporter.write_line(_more(terminalreporter.config))
+    # A regressions run (tests/regressions, --pin-set) is its rows on old pins: the
+    # matrix and profiles the hints name are not its own.
+    config = terminalreporter.config
+    if config.getoption("progress") and not config.getoption("pin_set", default=None):
+        terminalreporter.write_line(_more(config))
 
 
 def _more(config: pytest.Config) -> str:
