@@ -38,72 +38,16 @@ header tasks are ``t1``..``tN``, the body ``t9`` (``BODY``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Literal
 
 from model import history as h
-from model.config import BROKERS, Broker, Pool, check_concurrency, check_pool
+from model.canvas_config import BODY, CanvasConfig
 from model.invariants import Violation
 from model.processes import is_child
 from model.verdict import Mismatch, Prediction
 
-BODY = "t9"  # the body's task name in a scenario (headers are t1..t3)
-MAX_HEADERS = 3
-Join = Literal["zset", "list"]
 CanvasMove = Literal["kill", "vt"]
-
-
-@dataclass(frozen=True)
-class CanvasConfig:
-    """A chord scenario's config: the broker, the pool, the ack settings and the join
-    mode of the Redis result backend (``zset``: ``result_chord_ordered=True``, the
-    default)."""
-
-    broker: Broker = "redis"
-    pool: Pool = "prefork"
-    concurrency: int = 2
-    acks_late: bool = False
-    reject_on_worker_lost: bool = False
-    join: Join = "zset"
-
-    def __post_init__(self) -> None:
-        if self.broker not in BROKERS:
-            raise ValueError(f"unknown broker {self.broker!r}: choose one of {', '.join(BROKERS)}")
-        check_pool(self.pool, ("prefork",))
-        check_concurrency(self.pool, self.concurrency)
-        if self.reject_on_worker_lost and not self.acks_late:
-            raise ValueError("reject_on_worker_lost only acts with acks_late (Celery ignores it)")
-        if self.join not in ("zset", "list"):
-            raise ValueError(f"unknown join {self.join!r}: choose zset or list")
-
-    @property
-    def ack(self) -> str:
-        if not self.acks_late:
-            return "early"
-        return "late+requeue" if self.reject_on_worker_lost else "late"
-
-    def label(self) -> str:
-        return f"chord/{self.broker}/{self.ack}/{self.join}/{self.pool}/c{self.concurrency}"
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
-
-
-def parse_label(label: str) -> CanvasConfig:
-    """The config of ``CanvasConfig.label()``."""
-    parts = label.split("/")
-    if len(parts) != 6 or parts[0] != "chord" or not parts[5].startswith("c"):
-        raise ValueError(
-            f"a canvas config reads 'chord/<broker>/<early|late|late+requeue>/<zset|list>/"
-            f"<pool>/c<n>', got {label!r}"
-        )
-    _, broker, ack, join, pool, c = parts
-    if ack not in ("early", "late", "late+requeue"):
-        raise ValueError(f"unknown ack setting {ack!r}")
-    return CanvasConfig(
-        broker, pool, int(c[1:]), acks_late=ack != "early",  # type: ignore[arg-type]
-        reject_on_worker_lost=ack == "late+requeue", join=join,  # type: ignore[arg-type]
-    )  # fmt: skip
 
 
 # --- what happened, read from a history ---------------------------------------------------
@@ -328,7 +272,7 @@ def _why_count(claims: bool) -> str:
 
 # --- what the model predicts per property and config ----------------------------------------------
 
-PROPERTIES: dict[str, tuple[frozenset[CanvasMove], str]] = {
+CHORD_PROPERTIES: dict[str, tuple[frozenset[CanvasMove], str]] = {
     "body-once": (
         frozenset({"kill", "vt"}),
         "once every header task ended SUCCESS the body ran exactly once (never twice)",
@@ -348,8 +292,8 @@ PROPERTIES: dict[str, tuple[frozenset[CanvasMove], str]] = {
 }
 
 
-def rule(config: CanvasConfig, prop: str) -> tuple[Prediction, str]:
-    """Does some scenario with the property's moves break it on ``config``, and why."""
+def chord_rule(config: CanvasConfig, prop: str) -> tuple[Prediction, str]:
+    """Does some chord scenario with the property's moves break it on ``config``, and why."""
     c = config
     if prop == "body-once":
         return "violated", (
@@ -385,7 +329,7 @@ def rule(config: CanvasConfig, prop: str) -> tuple[Prediction, str]:
     raise KeyError(prop)
 
 
-VIOLATIONS = {
+CHORD_VIOLATIONS = {
     "body-once": body_once,
     "fires-once": fires_once,
     "body-after-headers": body_after_headers,

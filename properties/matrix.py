@@ -8,7 +8,7 @@ processes, several threads).
 
 from __future__ import annotations
 
-from model.canvas import CanvasConfig
+from model.canvas_config import CanvasConfig
 from model.config import (
     BUILTIN_LOCKS,
     DeliveryConfig,
@@ -263,20 +263,37 @@ def publish_cases(matrix: str) -> list[PublishConfig]:
 
 
 def canvas_cases(matrix: str) -> list[tuple[str, CanvasConfig]]:
-    """(property, config) pairs of the canvas area: a chord on the Redis broker and
-    result backend (sorted-set join), prefork/2. ``ci``: every property on early ack
-    and acks_late + reject_on_worker_lost (each side of fires-once), body-once on
-    acks_late alone; ``full``: every property on every ack setting."""
-    from model.canvas import PROPERTIES, CanvasConfig
+    """(property, config) pairs of the canvas area, prefork/2, the Redis result
+    backend. Chords: on the Redis broker, sorted-set and list joins. ``ci``: every chord
+    property on early ack and acks_late + reject_on_worker_lost (each side of
+    fires-once), body-once on acks_late alone; the chain rows that answer celery #6631
+    and show a step running next to a failed predecessor. ``full``: every property of
+    every shape on every ack setting (chains plain and retrying, on both brokers)."""
+    from model.canvas_properties import properties_of
 
     configs = [CanvasConfig("redis", "prefork", 2, late, requeue) for late, requeue in ACKS]
     lists = [
         CanvasConfig("redis", "prefork", 2, late, requeue, join="list") for late, requeue in ACKS
     ]
+    chains = [
+        CanvasConfig(broker, "prefork", 2, late, requeue, shape="chain", retry=retry)
+        for broker in ("redis", "amqp") for retry in (False, True) for late, requeue in ACKS
+    ]  # fmt: skip
+    groups = [
+        CanvasConfig(broker, "prefork", 2, late, requeue, shape="group")
+        for broker in ("redis", "amqp") for late, requeue in ACKS
+    ]  # fmt: skip
     if matrix == "full":
-        return [(p, c) for c in configs + lists for p in PROPERTIES]
+        return [
+            *((p, c) for c in configs + lists for p in properties_of("chord")),
+            *((p, c) for c in chains for p in properties_of("chain")),
+            *((p, c) for c in groups for p in properties_of("group")),
+        ]
     early, late, requeue = configs
-    cases = [(p, c) for c in (early, requeue) for p in PROPERTIES]
+    cases = [(p, c) for c in (early, requeue) for p in properties_of("chord")]
     # List mode: the done set keeps a rerun's part once there too (Celery 5.7).
     on_list = [("body-after-headers", lists[1]), ("body-args", lists[1])]
-    return [*cases, ("body-once", late), ("fires-once", late), *on_list]
+    retrying = CanvasConfig("redis", "prefork", 2, True, True, shape="chain", retry=True)
+    failed_before = CanvasConfig("redis", "prefork", 2, True, shape="chain")
+    on_chains = [("chain-complete", retrying), ("chain-order", failed_before)]
+    return [*cases, ("body-once", late), ("fires-once", late), *on_list, *on_chains]

@@ -109,6 +109,12 @@ def _line(e: h.Event, where: dict[str, str]) -> tuple[str, str]:
             return x, f"CHORD BODY {t} published"
         case h.BodyArgs(execution=x, results=r):
             return x, f"body gets {list(r)}"
+        case h.Chained(task=t, after=a):
+            return "-", f"chain: {t} after {a}"
+        case h.StepSent(execution=x, task=t):
+            return x, f"CHAIN STEP {t} published"
+        case h.StepArgs(execution=x, args=a):
+            return x, f"gets {list(a)}"
     return "-", e.describe()
 
 
@@ -165,6 +171,7 @@ _FAULTS = (
 )  # fmt: skip
 _MOVES = (
     h.Submitted, h.Inserted, h.Published, h.Committed, h.RolledBack, h.ClockAdvanced, h.BeatTick,
+    h.Chained,
 )  # fmt: skip
 _BROKER = (
     h.Received, h.Acked, h.AckFailed, h.Rejected, h.StateWritten, h.Skipped, h.Held, h.BeatQueued,

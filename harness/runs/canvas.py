@@ -1,21 +1,26 @@
-"""One chord scenario: 1-3 header tasks and a body on real workers, with faults.
+"""One canvas scenario on real workers, with faults: a chord (1-3 header tasks and a
+body), a chain (2-3 steps) or a group (2-3 members).
 
 The delivery runner (harness/runs/delivery.py) with its quiescence, faults and
 standby, and these differences:
 
-    submit    sends the whole chord once (``chord(header, body).apply_async()``): the
-              header tasks t1..tN, their body t9 (model/canvas.py ``BODY``), whose
-              message the broker owes only once a header run has published it
+    submit    sends the whole canvas once: ``chord(header, body).apply_async()`` (the
+              header tasks t1..tN, their body t9, model/canvas_config.py ``BODY``,
+              whose message the broker owes only once a header run has published it),
+              ``chain(t1, ..., tN).apply_async()`` (only t1 is sent: each later step's
+              message is owed once a run of its predecessor published it) or
+              ``group(t1, ..., tN).apply_async()``
     vt        the visibility timeout (an hour) passes: besides the unacked messages,
               every result-backend key whose TTL is shorter expires now (the chord's
               10 s dispatch claim, its 300 s ``done`` marker), as they would have
               before Redis redelivers anything
 
-Every other move (step, kill, kill-main) is the delivery runner's, at the header's
-points (``done``, ``count``, ``published``, ``counted``: tasks/canvas.py) and the
-body's. A header run's result is stored before its execution ends (its execution
-stays open through Celery's ``mark_as_done``), so a finished header run counts as
-stored once it has ended.
+Every other move (step, kill, kill-main) is the delivery runner's, at the
+header's points (``done``, ``count``, ``published``, ``counted``: tasks/canvas.py), the
+body's and a step's (``done``, ``published``, ``stored``; ``retry``, ``retried``). A
+header's or a step's run stores its result before its execution ends (its execution
+stays open through Celery's ``mark_as_done``), so a finished run counts as stored once
+it has ended (a retrying run's RETRY is stored after: that one is waited for).
 """
 
 from __future__ import annotations
@@ -26,14 +31,16 @@ from harness.accounting import Message
 from harness.cluster import Cluster
 from harness.runs.delivery import VISIBILITY_TIMEOUT, DeliveryRun, DeliveryRunner
 from model import history as h
-from model.canvas import BODY, PROPERTIES, CanvasConfig
+from model.canvas_config import BODY, RETRYING_STEP, CanvasConfig
+from model.canvas_properties import moves
 from model.config import DeliveryConfig
 
 
 @dataclass
 class Callback(Message):
-    """The body's message: owed only once a header run published it (``published``
-    counts those publishes, harness/recorder.py ``CANVAS``), not at submit."""
+    """The body's message, or a chain's later step's: owed only once a run published
+    it (``published`` counts those publishes, harness/recorder.py ``CANVAS``), not at
+    submit."""
 
     def owed(self) -> int:
         return self.published + self.requeued + self.closed - len(self.received)
@@ -50,7 +57,7 @@ class CanvasRunner(DeliveryRunner):
             config.broker, config.pool, config.concurrency, config.acks_late,
             config.reject_on_worker_lost, track_started=False, chord=True,
         )  # fmt: skip
-        super().__init__(cluster, delivery, PROPERTIES[prop][0])
+        super().__init__(cluster, delivery, moves(prop))
         self.spec = replace(self.spec, chord_ordered=config.join == "zset")
         self.canvas = config
 
@@ -58,10 +65,11 @@ class CanvasRunner(DeliveryRunner):
         return CanvasRun(self.config, tasks, history, order=f"c{n}", canvas=self.canvas)
 
     def _unsettled(self) -> str | None:
-        # A header run stores its result inside its execution (before its end), so the
-        # store report came before the end on the same channel: ended is stored.
+        # A header's or a step's run stores its result inside its execution (before
+        # its end), so the store report came before the end on the same channel:
+        # ended is stored. Not a retrying run's RETRY, stored after its end.
         for e in self.cluster.controller.executions.values():
-            if e.task != BODY and e.status == "ok" and e.stored is None:
+            if e.task != BODY and e.status == "ok" and e.stored is None and e.retried is None:
                 e.stored = "SUCCESS"
         return super()._unsettled()
 
@@ -77,10 +85,39 @@ class CanvasRunner(DeliveryRunner):
         super()._apply(run, move)
 
     def _submit(self, run: DeliveryRun) -> None:
+        self._counts["submit"] += 1
+        if self.canvas.shape == "chord":
+            self._submit_chord(run)
+        else:
+            self._submit_steps(run)
+
+    def _submit_steps(self, run: DeliveryRun) -> None:
+        """A chain of steps t1..tN (each later step owed once published) or a group."""
+        from celery import chain, group
+
+        ctl = self.cluster.controller
+        app = self.cluster.sender(self.config.broker)
+        sigs = []
+        for k in range(1, run.tasks + 1):
+            t = f"t{k}"
+            tid = run.task_ids[t] = f"{run.order}-{t}"
+            ctl.accept(t, tid)
+            if self.canvas.shape == "chain" and k > 1:
+                ctl.messages[tid] = Callback(t)
+                run.history.append(h.Chained(t, f"t{k - 1}"))
+            else:
+                run.history.append(h.Submitted(t))
+            retries = int(self.canvas.retry and t == RETRYING_STEP)
+            sigs.append(app.signature(
+                "suite.canvas_step", kwargs={"spec": {"task": t, "retries": retries}},
+                queue=self.queue, task_id=tid,
+            ))  # fmt: skip
+        (chain if self.canvas.shape == "chain" else group)(sigs).apply_async()
+
+    def _submit_chord(self, run: DeliveryRun) -> None:
         from celery import chord
 
         ctl = self.cluster.controller
-        self._counts["submit"] += 1
         headers = [f"t{i}" for i in range(1, run.tasks + 1)]
         app = self.cluster.sender(self.config.broker)
         sigs = []

@@ -1,0 +1,106 @@
+"""A canvas scenario's config: which canvas (a chord, a chain, a group), the broker, the
+ack settings and the shape's own variant, as one label a scenario line carries.
+
+    chord/redis/late/zset/prefork/c2     a chord, its join a sorted set (list: a list)
+    chain/amqp/early/retry/prefork/c2    a chain whose second step retries once
+    group/redis/late+requeue/plain/prefork/c2
+
+The scenario's tasks are ``t1``..``tN`` (a chord's headers, a chain's steps in order, a
+group's members) and a chord's body ``t9`` (``BODY``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+from model.config import BROKERS, Broker, Pool, check_concurrency, check_pool
+
+BODY = "t9"  # the chord body's task name in a scenario (headers are t1..t3)
+Shape = Literal["chord", "chain", "group"]
+SHAPES: tuple[Shape, ...] = ("chord", "chain", "group")
+Join = Literal["zset", "list"]
+# A chain's variant: ``retry``, its second step calls ``self.retry()`` once (celery #6631).
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "chord": ("zset", "list"),
+    "chain": ("plain", "retry"),
+    "group": ("plain",),
+}
+# How many tasks a scenario draws: a chord's headers, a chain's steps, a group's members.
+TASKS: dict[str, tuple[int, int]] = {"chord": (1, 3), "chain": (2, 3), "group": (2, 3)}
+RETRYING_STEP = "t2"  # the step of a ``retry`` chain that retries once
+
+
+@dataclass(frozen=True)
+class CanvasConfig:
+    """A canvas scenario's config: the broker, the pool, the ack settings, the shape,
+    the join mode of a chord's Redis result backend (``zset``:
+    ``result_chord_ordered=True``, the default) and whether a chain's second step
+    retries once."""
+
+    broker: Broker = "redis"
+    pool: Pool = "prefork"
+    concurrency: int = 2
+    acks_late: bool = False
+    reject_on_worker_lost: bool = False
+    join: Join = "zset"
+    shape: Shape = "chord"
+    retry: bool = False
+
+    def __post_init__(self) -> None:
+        if self.broker not in BROKERS:
+            raise ValueError(f"unknown broker {self.broker!r}: choose one of {', '.join(BROKERS)}")
+        check_pool(self.pool, ("prefork",))
+        check_concurrency(self.pool, self.concurrency)
+        if self.reject_on_worker_lost and not self.acks_late:
+            raise ValueError("reject_on_worker_lost only acts with acks_late (Celery ignores it)")
+        if self.shape not in SHAPES:
+            raise ValueError(f"unknown canvas {self.shape!r}: choose one of {', '.join(SHAPES)}")
+        if self.join not in ("zset", "list"):
+            raise ValueError(f"unknown join {self.join!r}: choose zset or list")
+        if self.join != "zset" and self.shape != "chord":
+            raise ValueError(f"a join mode is a chord's: a {self.shape} has none")
+        if self.retry and self.shape != "chain":
+            raise ValueError("retry is a chain's variant (its second step retries once)")
+
+    @property
+    def ack(self) -> str:
+        if not self.acks_late:
+            return "early"
+        return "late+requeue" if self.reject_on_worker_lost else "late"
+
+    @property
+    def variant(self) -> str:
+        if self.shape == "chord":
+            return self.join
+        return "retry" if self.retry else "plain"
+
+    def label(self) -> str:
+        c = self
+        return f"{c.shape}/{c.broker}/{c.ack}/{c.variant}/{c.pool}/c{c.concurrency}"
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def parse_label(label: str) -> CanvasConfig:
+    """The config of ``CanvasConfig.label()``."""
+    parts = label.split("/")
+    if len(parts) != 6 or parts[0] not in SHAPES or not parts[5].startswith("c"):
+        raise ValueError(
+            f"a canvas config reads '<chord|chain|group>/<broker>/<early|late|late+requeue>/"
+            f"<variant>/<pool>/c<n>', got {label!r}"
+        )
+    shape, broker, ack, variant, pool, c = parts
+    if ack not in ("early", "late", "late+requeue"):
+        raise ValueError(f"unknown ack setting {ack!r}")
+    if variant not in VARIANTS[shape]:
+        raise ValueError(
+            f"unknown {shape} variant {variant!r}: choose {' or '.join(VARIANTS[shape])}"
+        )
+    return CanvasConfig(
+        broker, pool, int(c[1:]), acks_late=ack != "early",  # type: ignore[arg-type]
+        reject_on_worker_lost=ack == "late+requeue",
+        join=variant if shape == "chord" else "zset",  # type: ignore[arg-type]
+        shape=shape, retry=variant == "retry",  # type: ignore[arg-type]
+    )  # fmt: skip
