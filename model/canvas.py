@@ -29,7 +29,10 @@ celery/worker/request.py, celery/app/trace.py):
 Wall time in a scenario: the harness's ``vt`` move is "the visibility timeout (an
 hour) passes"; every result-backend key with a shorter TTL (the dispatch claim, the
 ``done`` marker) expires with it (harness/runs/canvas.py), as it would in production
-before Redis redelivers anything.
+before Redis redelivers anything. RabbitMQ redelivers a dead worker's messages at
+once, so there the claim is usually still held when the redelivered header counts;
+the ``expire`` move (``Expired(CLAIM)``) is the redelivery that waited longer than
+the claim's 10 s (behind other work, or no worker consuming).
 
 Processes, executions and moves as in the delivery area (model/delivery.py); the
 header tasks are ``t1``..``tN``, the body ``t9`` (``BODY``).
@@ -48,6 +51,7 @@ from model.processes import is_child
 from model.verdict import Mismatch, Prediction
 
 CanvasMove = Literal["kill", "vt"]
+CLAIM = "the chord's dispatch claim"  # the key an ``expire`` move expires (RabbitMQ)
 
 
 # --- what happened, read from a history ---------------------------------------------------
@@ -217,6 +221,8 @@ def check_join(config: CanvasConfig, events: Sequence[h.Event]) -> list[Mismatch
                     chord_error = chord_error or failed
             case h.VisibilityTimeout():
                 j.claim = None  # the 10 s lease is over long before an hour
+            case h.Expired(key=k) if k == CLAIM:
+                j.claim = None
     want_sends = sum(1 for e in events if isinstance(e, h.Point) and e.name == "published")
     if sends != want_sends:
         out.append(Mismatch(len(events), f"{want_sends} publish(es) of the body", str(sends),
@@ -307,6 +313,15 @@ def chord_rule(config: CanvasConfig, prop: str) -> tuple[Prediction, str]:
             return "holds", (
                 "early ack: no header message comes back once its run started, so only "
                 "the first count that completes the chord can claim the dispatch"
+            )
+        if c.broker == "amqp":
+            return "violated", (
+                "acks_late: a header killed (its main process) between the body's "
+                "publish and the cleanup is redelivered by RabbitMQ at once, and while "
+                "the dead run's 10 s dispatch claim holds its count publishes nothing; "
+                "counted after the claim expired (it waited behind other work), it finds "
+                "the chord complete and publishes the body again (celery/backends/"
+                "redis.py on_chord_part_return)"
             )
         return "violated", (
             "acks_late: a header killed (its main process) between the body's publish "

@@ -43,6 +43,8 @@ def shapes(config: CanvasConfig) -> list[tuple[str, int, Attack]]:
     (two steps; a ``retry`` chain's three): its first step killed at each of its points,
     and the retrying step at each of its first run's; a group's first member at each."""
     kills = ("kill t1", "kill-main t1")
+    # What lets time pass after the kill: Redis's visibility timeout, RabbitMQ's wait.
+    after = "vt" if config.broker == "redis" else "expire"
     if config.shape == "chord":
         points: tuple[str, ...] = HEADER_POINTS
         tasks = 1
@@ -53,13 +55,13 @@ def shapes(config: CanvasConfig) -> list[tuple[str, int, Attack]]:
     found = []
     for k, where in enumerate(points, start=1):
         for kill in kills:
-            head = ["submit", *["step t1"] * k, kill, "vt"]
+            head = ["submit", *["step t1"] * k, kill, after]
             found.append((f"{kill} at {where!r}", tasks, Attack(kill, head, False)))
     if config.retry:
         to_t2 = ["submit", *["step t1"] * (len(STEP_POINTS) + 1)]  # t1 to its end
         for k, where in enumerate(RETRY_POINTS, start=1):
             for kill in ("kill t2", "kill-main t2"):
-                head = [*to_t2, *["step t2"] * k, kill, "vt"]
+                head = [*to_t2, *["step t2"] * k, kill, after]
                 found.append((f"{kill} at {where!r}", tasks, Attack(kill, head, False)))
     return found
 

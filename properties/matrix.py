@@ -264,17 +264,19 @@ def publish_cases(matrix: str) -> list[PublishConfig]:
 
 def canvas_cases(matrix: str) -> list[tuple[str, CanvasConfig]]:
     """(property, config) pairs of the canvas area, prefork/2, the Redis result
-    backend. Chords: on the Redis broker, sorted-set and list joins. ``ci``: every chord
-    property on early ack and acks_late + reject_on_worker_lost (each side of
-    fires-once), body-once on acks_late alone; the chain rows that answer celery #6631
-    and show a step running next to a failed predecessor. ``full``: every property of
-    every shape on every ack setting (chains plain and retrying, on both brokers)."""
+    backend. Chords: on the Redis broker, sorted-set and list joins, and on RabbitMQ.
+    ``ci``: every chord property on early ack and acks_late + reject_on_worker_lost
+    (each side of fires-once), body-once on acks_late alone, fires-once on RabbitMQ;
+    the chain rows that answer celery #6631 and show a step running next to a failed
+    predecessor. ``full``: every property of every shape on every ack setting on both
+    brokers (chains plain and retrying)."""
     from model.canvas_properties import properties_of
 
     configs = [CanvasConfig("redis", "prefork", 2, late, requeue) for late, requeue in ACKS]
     lists = [
         CanvasConfig("redis", "prefork", 2, late, requeue, join="list") for late, requeue in ACKS
     ]
+    on_amqp = [CanvasConfig("amqp", "prefork", 2, late, requeue) for late, requeue in ACKS]
     chains = [
         CanvasConfig(broker, "prefork", 2, late, requeue, shape="chain", retry=retry)
         for broker in ("redis", "amqp") for retry in (False, True) for late, requeue in ACKS
@@ -285,7 +287,7 @@ def canvas_cases(matrix: str) -> list[tuple[str, CanvasConfig]]:
     ]  # fmt: skip
     if matrix == "full":
         return [
-            *((p, c) for c in configs + lists for p in properties_of("chord")),
+            *((p, c) for c in configs + lists + on_amqp for p in properties_of("chord")),
             *((p, c) for c in chains for p in properties_of("chain")),
             *((p, c) for c in groups for p in properties_of("group")),
         ]
@@ -296,4 +298,5 @@ def canvas_cases(matrix: str) -> list[tuple[str, CanvasConfig]]:
     retrying = CanvasConfig("redis", "prefork", 2, True, True, shape="chain", retry=True)
     failed_before = CanvasConfig("redis", "prefork", 2, True, shape="chain")
     on_chains = [("chain-complete", retrying), ("chain-order", failed_before)]
-    return [*cases, ("body-once", late), ("fires-once", late), *on_list, *on_chains]
+    rabbit = [("fires-once", on_amqp[1])]  # twice only once the claim's 10 s passed
+    return [*cases, ("body-once", late), ("fires-once", late), *on_list, *rabbit, *on_chains]

@@ -14,6 +14,10 @@ standby, and these differences:
               every result-backend key whose TTL is shorter expires now (the chord's
               10 s dispatch claim, its 300 s ``done`` marker), as they would have
               before Redis redelivers anything
+    expire    (a chord on RabbitMQ, which redelivers at once: no vt) those result-backend
+              keys' TTLs pass now; offered while a header run that died holds the
+              chord's dispatch claim, as time passes in production before a
+              redelivered header waiting behind other work is counted
 
 Every other move (step, kill, kill-main) is the delivery runner's, at the
 header's points (``done``, ``count``, ``published``, ``counted``: tasks/canvas.py), the
@@ -31,6 +35,7 @@ from harness.accounting import Message
 from harness.cluster import Cluster
 from harness.runs.delivery import VISIBILITY_TIMEOUT, DeliveryRun, DeliveryRunner
 from model import history as h
+from model.canvas import CLAIM
 from model.canvas_config import BODY, RETRYING_STEP, CanvasConfig
 from model.canvas_properties import moves
 from model.config import DeliveryConfig
@@ -74,15 +79,39 @@ class CanvasRunner(DeliveryRunner):
         return super()._unsettled()
 
     def enabled(self, run: DeliveryRun, tasks: int) -> list[str]:
-        return super().enabled(run, 1)  # one submit: the whole chord
+        moves = super().enabled(run, 1)  # one submit: the whole canvas
+        amqp = self.config.broker == "amqp" and "vt" in self.allowed
+        if moves and amqp and not self._expired and self._claim_of_the_dead():
+            moves.append("expire")
+        return moves
+
+    def _begin(self, run: DeliveryRun, n: int) -> None:
+        super()._begin(run, n)
+        self._expired = False
+        self._gid: str | None = None
 
     def _apply(self, run: DeliveryRun, move: str) -> None:
         if move == "submit":
             self._submit(run)
             return
-        if move == "vt":
+        if move in ("vt", "expire"):
             self._expire_short_keys()
+        if move == "expire":
+            self._expired = True
+            run.history.append(h.Expired(CLAIM))
+            return
         super()._apply(run, move)
+
+    def _claim_of_the_dead(self) -> bool:
+        """The chord's dispatch claim is held by a header run that is gone: it is not
+        ``done`` (cleaned up) and no live run is between its count and its cleanup."""
+        if self._gid is None:
+            return False
+        ctl = self.cluster.controller
+        if any(e.point == "published" for e in ctl.live()):
+            return False
+        claim = self.cluster.app.backend.client.get(f"celery-taskset-meta-{self._gid}.c")
+        return claim not in (None, b"done")
 
     def _submit(self, run: DeliveryRun) -> None:
         self._counts["submit"] += 1
@@ -134,7 +163,8 @@ class CanvasRunner(DeliveryRunner):
         body = app.signature(
             "suite.canvas_body", kwargs={"spec": {"task": BODY}}, queue=self.queue, task_id=bid
         )
-        chord(sigs, body).apply_async()
+        result = chord(sigs, body).apply_async()
+        self._gid = result.parent.id  # the header's GroupResult (canvas.py chord.run)
 
     def _expire_short_keys(self) -> None:
         """Every result-backend key with a TTL under the visibility timeout expires."""

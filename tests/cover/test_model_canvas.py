@@ -7,6 +7,7 @@ import pytest
 from model import history as h
 from model.canvas import (
     CHORD_PROPERTIES,
+    CLAIM,
     body_after_headers,
     body_args,
     body_once,
@@ -351,3 +352,23 @@ def test_chain_and_group_labels_round_trip() -> None:
         CanvasConfig(shape="group", retry=True)
     with pytest.raises(ValueError, match="join mode"):
         CanvasConfig(shape="chain", join="list")
+
+
+def test_on_rabbitmq_a_redelivered_header_publishes_again_only_once_the_claim_expired() -> None:
+    """RabbitMQ redelivers at once: the dead run's 10 s claim still holds (no publish);
+    the ``expire`` move (the claim's TTL passed) lets the rerun claim and publish."""
+    amqp = CanvasConfig("amqp", acks_late=True)
+    head = [
+        h.Submitted("t1"),
+        *header("t1", "w1.c1", "published", claims=True),
+        h.Killed("w1"),
+    ]  # fmt: skip
+    held = [*head, *header("t1#2", "w2.c1", "end")]
+    assert check_join(amqp, held) == []
+    expired = [*head, h.Expired(CLAIM), *header("t1#2", "w2.c1", "end", claims=True)]
+    assert check_join(amqp, expired) == []
+    # Once the claim expired, a rerun that does not publish disagrees with the model.
+    silent = [*head, h.Expired(CLAIM), *header("t1#2", "w2.c1", "end")]
+    assert any("t1#2 at 'published'" in m.expected for m in check_join(amqp, silent))
+    assert rule(amqp, "fires-once")[0] == "violated"
+    assert "RabbitMQ" in rule(amqp, "fires-once")[1]
