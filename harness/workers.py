@@ -7,6 +7,7 @@ its own queue so a task goes exactly to the worker the scenario meant.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 from dataclasses import dataclass, replace
@@ -41,6 +42,7 @@ class WorkerSpec:
     results: str = "redis"  # the result backend: redis | db (SQLAlchemy on PostgreSQL)
     consumer_timeout_ms: int | None = None  # amqp: a private node with this timeout
     chord_ordered: bool = True  # Redis results: a chord's join is a sorted set, else a list
+    canvas_plugin: str | None = None  # a plug-in canvas whose tasks it registers
 
     @property
     def name(self) -> str:
@@ -61,6 +63,8 @@ class WorkerSpec:
             extra += f"-init{self.state_init}"
         extra += ("-gates" if self.gates else "") + ("" if self.results == "redis" else "-dbres")
         extra += "" if self.chord_ordered else "-chordlist"
+        if self.canvas_plugin is not None:  # a queue name: no ':' or '/'
+            extra += "-canvas-" + re.sub(r"[^A-Za-z0-9_.-]", "_", self.canvas_plugin)
         return f"{self.pool}{self.concurrency}{flags}{extra}{broker}"
 
     @property
@@ -117,6 +121,7 @@ class Worker:
             state_init=spec.state_init,
             gates=spec.gates,
             chord_ordered=spec.chord_ordered,
+            canvas_plugin=spec.canvas_plugin,
         )
 
     def launch(self) -> None:

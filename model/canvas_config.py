@@ -4,6 +4,7 @@ ack settings and the shape's own variant, as one label a scenario line carries.
     chord/redis/late/zset/prefork/c2     a chord, its join a sorted set (list: a list)
     chain/amqp/early/retry/prefork/c2    a chain whose second step retries once
     group/redis/late+requeue/plain/prefork/c2
+    custom/redis/late/pkg.mod:make_canvas/prefork/c2    a plug-in canvas (check-canvas)
 
 The scenario's tasks are ``t1``..``tN`` (a chord's headers, a chain's steps in order, a
 group's members) and a chord's body ``t9`` (``BODY``).
@@ -17,17 +18,21 @@ from typing import Literal
 from model.config import BROKERS, Broker, Pool, check_concurrency, check_pool
 
 BODY = "t9"  # the chord body's task name in a scenario (headers are t1..t3)
-Shape = Literal["chord", "chain", "group"]
-SHAPES: tuple[Shape, ...] = ("chord", "chain", "group")
+Shape = Literal["chord", "chain", "group", "custom"]
+SHAPES: tuple[Shape, ...] = ("chord", "chain", "group", "custom")
 Join = Literal["zset", "list"]
 # A chain's variant: ``retry``, its second step calls ``self.retry()`` once (celery #6631).
 VARIANTS: dict[str, tuple[str, ...]] = {
     "chord": ("zset", "list"),
     "chain": ("plain", "retry"),
     "group": ("plain",),
+    "custom": (),  # the plug-in's spec
 }
-# How many tasks a scenario draws: a chord's headers, a chain's steps, a group's members.
-TASKS: dict[str, tuple[int, int]] = {"chord": (1, 3), "chain": (2, 3), "group": (2, 3)}
+# How many tasks a scenario draws: a chord's headers, a chain's steps, a group's members
+# (a plug-in's canvas is what its factory builds).
+TASKS: dict[str, tuple[int, int]] = {
+    "chord": (1, 3), "chain": (2, 3), "group": (2, 3), "custom": (1, 1),
+}  # fmt: skip
 RETRYING_STEP = "t2"  # the step of a ``retry`` chain that retries once
 
 
@@ -46,6 +51,7 @@ class CanvasConfig:
     join: Join = "zset"
     shape: Shape = "chord"
     retry: bool = False
+    plugin: str | None = None  # custom: the plug-in's ``pkg.mod:make_canvas``
 
     def __post_init__(self) -> None:
         if self.broker not in BROKERS:
@@ -62,6 +68,10 @@ class CanvasConfig:
             raise ValueError(f"a join mode is a chord's: a {self.shape} has none")
         if self.retry and self.shape != "chain":
             raise ValueError("retry is a chain's variant (its second step retries once)")
+        if (self.shape == "custom") != bool(self.plugin):
+            raise ValueError("a plug-in canvas (custom) needs its plugin, and only it has one")
+        if self.plugin and any(ch in self.plugin for ch in "/ \t"):
+            raise ValueError(f"a plug-in spec has no '/' or space: {self.plugin!r}")
 
     @property
     def ack(self) -> str:
@@ -71,6 +81,8 @@ class CanvasConfig:
 
     @property
     def variant(self) -> str:
+        if self.plugin:
+            return self.plugin
         if self.shape == "chord":
             return self.join
         return "retry" if self.retry else "plain"
@@ -88,13 +100,13 @@ def parse_label(label: str) -> CanvasConfig:
     parts = label.split("/")
     if len(parts) != 6 or parts[0] not in SHAPES or not parts[5].startswith("c"):
         raise ValueError(
-            f"a canvas config reads '<chord|chain|group>/<broker>/<early|late|late+requeue>/"
-            f"<variant>/<pool>/c<n>', got {label!r}"
+            f"a canvas config reads '<chord|chain|group|custom>/<broker>/<early|late|"
+            f"late+requeue>/<variant>/<pool>/c<n>', got {label!r}"
         )
     shape, broker, ack, variant, pool, c = parts
     if ack not in ("early", "late", "late+requeue"):
         raise ValueError(f"unknown ack setting {ack!r}")
-    if variant not in VARIANTS[shape]:
+    if shape != "custom" and variant not in VARIANTS[shape]:
         raise ValueError(
             f"unknown {shape} variant {variant!r}: choose {' or '.join(VARIANTS[shape])}"
         )
@@ -103,4 +115,5 @@ def parse_label(label: str) -> CanvasConfig:
         reject_on_worker_lost=ack == "late+requeue",
         join=variant if shape == "chord" else "zset",  # type: ignore[arg-type]
         shape=shape, retry=variant == "retry",  # type: ignore[arg-type]
+        plugin=variant if shape == "custom" else None,
     )  # fmt: skip

@@ -316,10 +316,21 @@ def steps_rule(config: CanvasConfig, prop: str) -> tuple[Prediction, str]:
     raise KeyError(prop)
 
 
+def effects_once(events: Sequence[h.Event]) -> list[Violation]:
+    """Each effect of the canvas (an invoice key: the order, or ``order:<what>``)
+    happened at most once: no key has two rows (a plug-in canvas, check-canvas)."""
+    return [
+        Violation("effects_once", i, (e.order,), f"{e.order} has {e.count} invoices")
+        for i, e in enumerate(events)
+        if isinstance(e, h.InvoiceCount) and e.count > 1
+    ]
+
+
 STEPS_VIOLATIONS = {
     "chain-once": steps_once,
     "group-once": steps_once,
     "chain-order": chain_order,
     "chain-complete": chain_complete,
     "group-complete": group_complete,
+    "effects-once": effects_once,
 }

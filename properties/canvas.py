@@ -45,6 +45,8 @@ def shapes(config: CanvasConfig) -> list[tuple[str, int, Attack]]:
     kills = ("kill t1", "kill-main t1")
     # What lets time pass after the kill: Redis's visibility timeout, RabbitMQ's wait.
     after = "vt" if config.broker == "redis" else "expire"
+    if config.plugin:
+        return plugin_shapes(after)
     if config.shape == "chord":
         points: tuple[str, ...] = HEADER_POINTS
         tasks = 1
@@ -63,6 +65,20 @@ def shapes(config: CanvasConfig) -> list[tuple[str, int, Attack]]:
             for kill in ("kill t2", "kill-main t2"):
                 head = [*to_t2, *["step t2"] * k, kill, after]
                 found.append((f"{kill} at {where!r}", tasks, Attack(kill, head, False)))
+    return found
+
+
+def plugin_shapes(after: str) -> list[tuple[str, int, Attack]]:
+    """A plug-in canvas's first task, and its second once the first ended, killed
+    (child, or main) after each of its first steps: its own points (its statements)
+    are unknown here, so a kill after 1 to 4 steps lands wherever they are."""
+    found = []
+    for task in ("t1", "t2"):
+        to_it = ["step t1"] * 12 if task == "t2" else []  # moves not enabled are skipped
+        for k in range(1, 5):
+            for kill in (f"kill {task}", f"kill-main {task}"):
+                head = ["submit", *to_it, *[f"step {task}"] * k, kill, after]
+                found.append((f"{kill} after {k} steps", 1, Attack(kill, head, False)))
     return found
 
 
@@ -112,6 +128,13 @@ class CanvasArea(Area[CanvasConfig]):
         return {**config.as_dict(), "canvas": config.shape, "fault": moves}
 
     def cases(self, matrix_: str, options: Any) -> list[tuple[str, CanvasConfig]]:
+        """The built-in rows, or only a plug-in canvas's (``--canvas``): effects-once
+        under acks_late on both brokers."""
+        if plugins := options("canvas"):
+            return [
+                ("effects-once", CanvasConfig(b, "prefork", 2, True, shape="custom", plugin=p))
+                for p in plugins for b in ("redis", "amqp")
+            ]  # fmt: skip
         wanted = [p for p in options("property") if p in PROPERTIES]
         return [(p, c) for p, c in matrix.canvas_cases(matrix_) if not wanted or p in wanted]
 

@@ -41,13 +41,14 @@ is out, RETRY not stored: Celery stores it once the run raised ``Retry``).
 
 from __future__ import annotations
 
-import threading
 from contextlib import ExitStack
 from typing import Any
 
-from celery import Task, signals
+from celery import signals
 
-from tasks import points
+from tasks import canvas_plugins, points
+from tasks.canvas_plugins import CONTROLLED
+from tasks.canvas_runs import CanvasPart, CanvasStep, hold_open
 
 PART = "suite.canvas_part"
 BODY = "suite.canvas_body"
@@ -55,21 +56,9 @@ STEP = "suite.canvas_step"
 
 _ordered = True  # the join mode register() configured: a sorted set, else a list
 
-# A header run's execution, left open when its function returns (closed in
-# ``CanvasPart.after_return``), so Celery's store and count happen inside it.
-_open = threading.local()
-
 
 def _redelivered(task: Any) -> bool:
     return bool((task.request.delivery_info or {}).get("redelivered"))
-
-
-class CanvasPart(Task):
-    def after_return(self, *args: Any, **kwargs: Any) -> None:
-        run: ExitStack | None = getattr(_open, "run", None)
-        _open.run = None
-        if run is not None:
-            run.close()  # the execution ends "ok": stored and counted, not acked yet
 
 
 def part(self: Any, spec: dict[str, Any]) -> str:
@@ -92,7 +81,7 @@ def part(self: Any, spec: dict[str, Any]) -> str:
     except BaseException as exc:
         run.__exit__(type(exc), exc, exc.__traceback__)  # the execution ends "error"
         raise
-    _open.run = run
+    hold_open(run)
     return str(task)
 
 
@@ -106,15 +95,6 @@ def body(self: Any, results: list[str], spec: dict[str, Any]) -> int:
     except points.StaleExecution:
         return -1
     return len(results)
-
-
-class CanvasStep(Task):
-    def after_return(self, status: str, *args: Any, **kwargs: Any) -> None:
-        run: ExitStack | None = getattr(_open, "run", None)
-        _open.run = None
-        if run is not None:
-            with run:  # the execution ends "ok": stored, not acked yet
-                points.point("stored")
 
 
 def step(self: Any, *prev: Any, spec: dict[str, Any]) -> str:
@@ -149,30 +129,47 @@ def step(self: Any, *prev: Any, spec: dict[str, Any]) -> str:
     except BaseException as exc:
         run.__exit__(type(exc), exc, exc.__traceback__)  # ends "error" (or ended already)
         raise
-    _open.run = run
+    hold_open(run)
     return str(task)
 
 
 def _published(sender: Any = None, headers: Any = None, **_: Any) -> None:
     """The body left a header run's count (``callback.delay``): the keys are not
-    cleaned up yet. Or a chain step's run published the next step (not its own retry,
-    which has its own id's record)."""
+    cleaned up yet. Or a step's run (a chain's, a plug-in canvas's task) published the
+    next signature of its canvas (not its own retry, which is under its own id)."""
     if points.current() is None:
         return
     sent = (headers or {}).get("id")
+    running = _running()
     if sender == BODY:
         points.record("sent", id=sent)
-    elif sender == STEP and sent != _running_id():
+    elif running is not None and running[0] in (STEP, *CONTROLLED) and sent != running[1]:
         points.record("next", id=sent)
     else:
         return
     points.point("published")
 
 
-def _running_id() -> str | None:
+def _retrying(sender: Any = None, headers: Any = None, **_: Any) -> None:
+    """A plug-in canvas's task asks for a retry: reported before the message leaves,
+    so it is in the history before the new message's receipt (``suite.canvas_step``
+    and tasks/deliver.py report their own, before calling ``retry``)."""
+    running = _running()
+    headers = headers or {}
+    if points.current() is None or running is None or running[0] not in CONTROLLED:
+        return
+    if headers.get("id") == running[1]:
+        points.record("retry", level=int(headers.get("retries") or 0))
+
+
+def _running() -> tuple[str, str] | None:
+    """(name, id) of the task this thread runs."""
     from celery import current_task
 
-    return getattr(getattr(current_task, "request", None), "id", None)
+    request = getattr(current_task, "request", None)
+    if request is None or request.id is None:
+        return None
+    return str(current_task.name), str(request.id)
 
 
 def _install_points() -> None:
@@ -191,6 +188,7 @@ def _install_points() -> None:
     on_chord_part_return._suite = True  # type: ignore[attr-defined]
     RedisBackend.on_chord_part_return = on_chord_part_return
     signals.after_task_publish.connect(_published, weak=False)
+    signals.before_task_publish.connect(_retrying, weak=False)
 
 
 def register(app: Any) -> None:
@@ -202,10 +200,13 @@ def register(app: Any) -> None:
     from tasks.settings import Settings
 
     global _ordered
-    ordered = _ordered = Settings.from_env(os.environ).chord_ordered
+    settings = Settings.from_env(os.environ)
+    ordered = _ordered = settings.chord_ordered
     options = dict(app.conf.get("result_backend_transport_options") or {})
     app.conf.result_backend_transport_options = {**options, "result_chord_ordered": ordered}
     _install_points()
     app.task(name=PART, bind=True, base=CanvasPart)(part)
     app.task(name=BODY, bind=True)(body)
     app.task(name=STEP, bind=True, base=CanvasStep)(step)
+    if settings.canvas_plugin:  # its tasks, registered before the pool forks
+        canvas_plugins.build(settings.canvas_plugin, app)

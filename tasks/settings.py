@@ -53,6 +53,9 @@ class Settings:
     # SUITE_CHORD_ORDERED: the Redis result backend's chord join, a sorted set (True)
     # or a list (result_backend_transport_options' result_chord_ordered; tasks/canvas.py)
     chord_ordered: bool = True
+    # SUITE_CANVAS_PLUGIN: a plug-in canvas whose tasks the worker registers at start
+    # (tasks/canvas_plugins.py); empty: none
+    canvas_plugin: str | None = None
 
     def to_env(self) -> dict[str, str]:
         return {
@@ -72,6 +75,7 @@ class Settings:
             "SUITE_VISIBILITY_TIMEOUT": str(self.visibility_timeout),
             "SUITE_POOL_MAINTAIN_PERIOD": str(self.pool_maintain_period),
             "SUITE_CHORD_ORDERED": _bit(self.chord_ordered),
+            "SUITE_CANVAS_PLUGIN": self.canvas_plugin or "",
         }
 
     @classmethod
@@ -99,4 +103,5 @@ class Settings:
                 get("SUITE_POOL_MAINTAIN_PERIOD", str(cls.pool_maintain_period))
             ),
             chord_ordered=_flag(get("SUITE_CHORD_ORDERED"), cls.chord_ordered),
+            canvas_plugin=get("SUITE_CANVAS_PLUGIN") or None,
         )

@@ -30,6 +30,7 @@ it has ended (a retrying run's RETRY is stored after: that one is waited for).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from harness.accounting import Message
 from harness.cluster import Cluster
@@ -63,7 +64,9 @@ class CanvasRunner(DeliveryRunner):
             config.reject_on_worker_lost, track_started=False, chord=True,
         )  # fmt: skip
         super().__init__(cluster, delivery, moves(prop))
-        self.spec = replace(self.spec, chord_ordered=config.join == "zset")
+        self.spec = replace(
+            self.spec, chord_ordered=config.join == "zset", canvas_plugin=config.plugin
+        )
         self.canvas = config
 
     def _new_run(self, tasks: int, n: int, history: h.History) -> CanvasRun:
@@ -117,8 +120,41 @@ class CanvasRunner(DeliveryRunner):
         self._counts["submit"] += 1
         if self.canvas.shape == "chord":
             self._submit_chord(run)
+        elif self.canvas.plugin:
+            self._submit_plugin(run, self.canvas.plugin)
         else:
             self._submit_steps(run)
+
+    def _submit_plugin(self, run: DeliveryRun, spec: str) -> None:
+        """The plug-in's canvas for this example's order, its tasks named t1..tN in
+        the order ``leaves`` gives; a task its canvas publishes later (a chain's later
+        step, a chord's body) is owed once a run published it."""
+        from tasks import canvas_plugins
+
+        ctl = self.cluster.controller
+        signature = canvas_plugins.build(spec, self.cluster.sender(self.config.broker))(
+            self._order(run)
+        )
+        for task, _ in leaves(signature):
+            task.set(queue=self.queue)  # the scenario's workers, wherever it is published
+        signature.freeze()  # every task id now, kept by apply_async
+        before = ""
+        for k, (task, now) in enumerate(leaves(signature), start=1):
+            t, tid = f"t{k}", str(task.options["task_id"])
+            run.task_ids[t] = tid
+            ctl.accept(t, tid)
+            if now:
+                run.history.append(h.Submitted(t))
+            else:
+                ctl.messages[tid] = Callback(t)
+                run.history.append(h.Chained(t, before))
+            before = t
+        signature.apply_async()
+
+    def _order(self, run: DeliveryRun) -> str:
+        """The order key a plug-in canvas's effects are keyed by (the run id keeps
+        runs on one shared PostgreSQL apart)."""
+        return f"{self.cluster.run_id}{run.order}"
 
     def _submit_steps(self, run: DeliveryRun) -> None:
         """A chain of steps t1..tN (each later step owed once published) or a group."""
@@ -178,3 +214,28 @@ class CanvasRunner(DeliveryRunner):
         cluster = self.cluster
         for task, tid in run.task_ids.items():
             run.history.append(h.FinalState(task, cluster.state(tid)))
+        if self.canvas.plugin:  # its effects: the invoices of each key of the order
+            order = self._order(run)
+            rows = cluster.pg.execute(
+                "SELECT order_id, count(*) FROM invoices WHERE order_id = %s "
+                "OR order_id LIKE %s GROUP BY order_id ORDER BY order_id",
+                (order, f"{order}:%"),
+            ).fetchall()
+            for key, count in rows:  # named without the run id: timelines repeat
+                run.history.append(h.InvoiceCount(str(key)[len(self.cluster.run_id) :], count))
+
+
+def leaves(signature: Any, now: bool = True) -> list[tuple[Any, bool]]:
+    """The task signatures of a canvas in order, each with whether submitting it sends
+    it now (a chain's first step, a group's members, a chord's header) or a run of
+    another publishes it later (a chain's later steps, a chord's body)."""
+    from celery.canvas import _chain, _chord, group
+
+    if isinstance(signature, _chain):
+        return [x for k, s in enumerate(signature.tasks) for x in leaves(s, now and k == 0)]
+    if isinstance(signature, _chord):  # its header is a group (iterating a group: keys)
+        return [*leaves(signature.tasks, now), *leaves(signature.body, False)]
+    if isinstance(signature, group | list | tuple):  # a chord's header may be a list
+        tasks = signature.tasks if isinstance(signature, group) else signature
+        return [x for s in tasks for x in leaves(s, now)]
+    return [(signature, now)]
