@@ -1,7 +1,8 @@
 """A canvas scenario's config: which canvas (a chord, a chain, a group), the broker, the
 ack settings and the shape's own variant, as one label a scenario line carries.
 
-    chord/redis/late/zset/prefork/c2     a chord, its join a sorted set (list: a list)
+    chord/redis/late/zset/prefork/c2     a chord, its join a sorted set (list: a list;
+                                         db: the database backend's chord_unlock)
     chain/amqp/early/retry/prefork/c2    a chain whose second step retries once
     group/redis/late+requeue/plain/prefork/c2
     custom/redis/late/pkg.mod:make_canvas/prefork/c2    a plug-in canvas (check-canvas)
@@ -20,10 +21,12 @@ from model.config import BROKERS, Broker, Pool, check_concurrency, check_pool
 BODY = "t9"  # the chord body's task name in a scenario (headers are t1..t3)
 Shape = Literal["chord", "chain", "group", "custom"]
 SHAPES: tuple[Shape, ...] = ("chord", "chain", "group", "custom")
-Join = Literal["zset", "list"]
+# A chord's join: the Redis result backend's sorted set or list, or the database
+# backend's chord_unlock polling (model/canvas_unlock.py).
+Join = Literal["zset", "list", "db"]
 # A chain's variant: ``retry``, its second step calls ``self.retry()`` once (celery #6631).
 VARIANTS: dict[str, tuple[str, ...]] = {
-    "chord": ("zset", "list"),
+    "chord": ("zset", "list", "db"),
     "chain": ("plain", "retry"),
     "group": ("plain",),
     "custom": (),  # the plug-in's spec
@@ -39,8 +42,9 @@ RETRYING_STEP = "t2"  # the step of a ``retry`` chain that retries once
 @dataclass(frozen=True)
 class CanvasConfig:
     """A canvas scenario's config: the broker, the pool, the ack settings, the shape,
-    the join mode of a chord's Redis result backend (``zset``:
-    ``result_chord_ordered=True``, the default) and whether a chain's second step
+    a chord's join (the Redis result backend's ``zset``, ``result_chord_ordered=True``,
+    the default, or ``list``; ``db``: the database result backend, whose chord is
+    joined by ``celery.chord_unlock`` polling) and whether a chain's second step
     retries once."""
 
     broker: Broker = "redis"
@@ -62,8 +66,8 @@ class CanvasConfig:
             raise ValueError("reject_on_worker_lost only acts with acks_late (Celery ignores it)")
         if self.shape not in SHAPES:
             raise ValueError(f"unknown canvas {self.shape!r}: choose one of {', '.join(SHAPES)}")
-        if self.join not in ("zset", "list"):
-            raise ValueError(f"unknown join {self.join!r}: choose zset or list")
+        if self.join not in VARIANTS["chord"]:
+            raise ValueError(f"unknown join {self.join!r}: choose zset, list or db")
         if self.join != "zset" and self.shape != "chord":
             raise ValueError(f"a join mode is a chord's: a {self.shape} has none")
         if self.retry and self.shape != "chain":

@@ -14,6 +14,7 @@ from model import history as h
 from model.canvas import CHORD_PROPERTIES, CHORD_VIOLATIONS, CanvasMove, check_join, chord_rule
 from model.canvas_config import CanvasConfig, Shape
 from model.canvas_steps import STEPS_VIOLATIONS, check_steps, steps_rule
+from model.canvas_unlock import check_unlock, unlock_rule
 from model.invariants import Violation
 from model.verdict import Mismatch, Prediction
 
@@ -66,12 +67,16 @@ def rule(config: CanvasConfig, prop: str) -> tuple[Prediction, str]:
         raise KeyError(f"{prop} is a {shape}'s property, not a {config.shape}'s")
     if shape == "custom":
         return "unknown", "a plug-in canvas: the suite has no model of it, so it must hold"
+    if config.join == "db":
+        return unlock_rule(config, prop)
     return chord_rule(config, prop) if shape == "chord" else steps_rule(config, prop)
 
 
 def check(config: CanvasConfig, events: Sequence[h.Event]) -> list[Mismatch]:
     """The run against the shape's replay: a chord's join, a chain's or a group's
     messages (the delivery model's, which name the task)."""
+    if config.shape == "chord" and config.join == "db":
+        return check_unlock(config, events)
     if config.shape == "chord":
         return check_join(config, events)
     if config.shape == "custom":

@@ -277,6 +277,10 @@ def canvas_cases(matrix: str) -> list[tuple[str, CanvasConfig]]:
         CanvasConfig("redis", "prefork", 2, late, requeue, join="list") for late, requeue in ACKS
     ]
     on_amqp = [CanvasConfig("amqp", "prefork", 2, late, requeue) for late, requeue in ACKS]
+    on_db = [
+        CanvasConfig(broker, "prefork", 2, late, requeue, join="db")
+        for broker in ("redis", "amqp") for late, requeue in ACKS
+    ]  # fmt: skip
     chains = [
         CanvasConfig(broker, "prefork", 2, late, requeue, shape="chain", retry=retry)
         for broker in ("redis", "amqp") for retry in (False, True) for late, requeue in ACKS
@@ -287,7 +291,7 @@ def canvas_cases(matrix: str) -> list[tuple[str, CanvasConfig]]:
     ]  # fmt: skip
     if matrix == "full":
         return [
-            *((p, c) for c in configs + lists + on_amqp for p in properties_of("chord")),
+            *((p, c) for c in configs + lists + on_amqp + on_db for p in properties_of("chord")),
             *((p, c) for c in chains for p in properties_of("chain")),
             *((p, c) for c in groups for p in properties_of("group")),
         ]
@@ -299,4 +303,8 @@ def canvas_cases(matrix: str) -> list[tuple[str, CanvasConfig]]:
     failed_before = CanvasConfig("redis", "prefork", 2, True, shape="chain")
     on_chains = [("chain-complete", retrying), ("chain-order", failed_before)]
     rabbit = [("fires-once", on_amqp[1])]  # twice only once the claim's 10 s passed
-    return [*cases, ("body-once", late), ("fires-once", late), *on_list, *rabbit, *on_chains]
+    polled = [("body-once", on_db[1])]  # chord_unlock: a killed poll ends the polling
+    return [
+        *cases, ("body-once", late), ("fires-once", late), *on_list, *rabbit, *polled,
+        *on_chains,
+    ]  # fmt: skip

@@ -53,6 +53,7 @@ from tasks.canvas_runs import CanvasPart, CanvasStep, hold_open
 PART = "suite.canvas_part"
 BODY = "suite.canvas_body"
 STEP = "suite.canvas_step"
+UNLOCK = "celery.chord_unlock"
 
 _ordered = True  # the join mode register() configured: a sorted set, else a list
 
@@ -172,12 +173,9 @@ def _running() -> tuple[str, str] | None:
     return str(current_task.name), str(request.id)
 
 
-def _install_points() -> None:
-    from celery.backends.redis import RedisBackend
-
-    original = RedisBackend.on_chord_part_return
-    if getattr(original, "_suite", False):
-        return
+def _counting(original: Any) -> Any:
+    """``on_chord_part_return`` between the points ``count`` (SUCCESS stored, the part
+    not counted) and ``counted`` (not acked yet)."""
 
     def on_chord_part_return(self: Any, request: Any, state: Any, result: Any, **kw: Any) -> Any:
         points.point("count")
@@ -186,9 +184,42 @@ def _install_points() -> None:
         return returned
 
     on_chord_part_return._suite = True  # type: ignore[attr-defined]
-    RedisBackend.on_chord_part_return = on_chord_part_return
+    return on_chord_part_return
+
+
+def _install_points() -> None:
+    from celery.backends.base import Backend
+    from celery.backends.database import DatabaseBackend
+    from celery.backends.redis import RedisBackend
+
+    if getattr(RedisBackend.on_chord_part_return, "_suite", False):
+        return
+    RedisBackend.on_chord_part_return = _counting(RedisBackend.on_chord_part_return)
+    # The database backend counts nothing (Backend.on_chord_part_return: pass), the
+    # same two points mark a header's run stored and not acked.
+    DatabaseBackend.on_chord_part_return = _counting(DatabaseBackend.on_chord_part_return)
+    unlock = Backend.fallback_chord_unlock
+
+    def fallback_chord_unlock(self: Any, header_result: Any, body: Any, **kw: Any) -> Any:
+        # The first chord_unlock poll is due at once: its countdown (1 s of wall time
+        # in the worker's timer, canvas.py chord.run) is the scenario's to decide,
+        # as each poll is a step of its run.
+        return unlock(self, header_result, body, **{**kw, "countdown": 0})
+
+    Backend.fallback_chord_unlock = fallback_chord_unlock
     signals.after_task_publish.connect(_published, weak=False)
     signals.before_task_publish.connect(_retrying, weak=False)
+
+
+def _control_unlock(sender: Any = None, **_: Any) -> None:
+    """Each run of ``celery.chord_unlock`` (a poll of the database backend's chord,
+    celery/app/builtins.py ``unlock_chord``) as a controlled execution: parked at its
+    start, then the poll: a retry (reported by ``_retrying``), the body's publish
+    (``published``) or the chord's failure. Its retry interval is 0
+    (``result_chord_retry_interval``): the next poll is the next run."""
+    task = sender.tasks[UNLOCK]
+    task.run = canvas_plugins.controlled(task.run, hold=False)
+    CONTROLLED.add(UNLOCK)
 
 
 def register(app: Any) -> None:
@@ -205,6 +236,8 @@ def register(app: Any) -> None:
     options = dict(app.conf.get("result_backend_transport_options") or {})
     app.conf.result_backend_transport_options = {**options, "result_chord_ordered": ordered}
     _install_points()
+    app.conf.result_chord_retry_interval = 0.0  # read when chord_unlock is made
+    app.on_after_finalize.connect(_control_unlock, weak=False)
     app.task(name=PART, bind=True, base=CanvasPart)(part)
     app.task(name=BODY, bind=True)(body)
     app.task(name=STEP, bind=True, base=CanvasStep)(step)

@@ -99,12 +99,13 @@ class PluginApp:
         return register
 
 
-def controlled(fun: Callable[..., Any]) -> Callable[..., Any]:
+def controlled(fun: Callable[..., Any], hold: bool = True) -> Callable[..., Any]:
     """``fun`` as a controlled execution. It is named by the controller from the task
-    id (the runner named each task of the built canvas ``t1``, ``t2``, ...) and stays
-    open past the return, through Celery's publish of the next signature and its
-    ``mark_as_done``, until ``CanvasStep.after_return``; a run that asks for a retry
-    (``Retry``) ends there, its RETRY stored after."""
+    id (the runner named each task of the built canvas ``t1``, ``t2``, ...) and, with
+    ``hold``, parks at ``done`` when ``fun`` returned and stays open past the return,
+    through Celery's publish of the next signature and its ``mark_as_done``, until
+    ``CanvasStep.after_return``; without, it ends as ``fun`` returns. A run that asks
+    for a retry (``Retry``) ends there, its RETRY stored after."""
 
     @functools.wraps(fun)
     def run(*args: Any, **kwargs: Any) -> Any:
@@ -121,7 +122,8 @@ def controlled(fun: Callable[..., Any]) -> Callable[..., Any]:
             return "stale"
         try:
             result = fun(*args, **kwargs)
-            points.point("done")
+            if hold:
+                points.point("done")
         except Retry:
             stack.close()  # ends "ok": asking for a retry is not a failure of the task
             raise
@@ -132,7 +134,10 @@ def controlled(fun: Callable[..., Any]) -> Callable[..., Any]:
             from tasks import loaded
 
             loaded.end_db_transaction()
-        hold_open(stack)
+        if hold:
+            hold_open(stack)
+        else:
+            stack.close()
         return result
 
     return run

@@ -39,7 +39,9 @@ from model import history as h
 from model.canvas import CLAIM
 from model.canvas_config import BODY, RETRYING_STEP, CanvasConfig
 from model.canvas_properties import moves
+from model.canvas_unlock import UNLOCK
 from model.config import DeliveryConfig
+from tasks.canvas import UNLOCK as UNLOCK_TASK
 
 
 @dataclass
@@ -62,6 +64,7 @@ class CanvasRunner(DeliveryRunner):
         delivery = DeliveryConfig(
             config.broker, config.pool, config.concurrency, config.acks_late,
             config.reject_on_worker_lost, track_started=False, chord=True,
+            results="db" if config.join == "db" else "redis",
         )  # fmt: skip
         super().__init__(cluster, delivery, moves(prop))
         self.spec = replace(
@@ -76,12 +79,17 @@ class CanvasRunner(DeliveryRunner):
         # A header's or a step's run stores its result inside its execution (before
         # its end), so the store report came before the end on the same channel:
         # ended is stored. Not a retrying run's RETRY, stored after its end.
+        # A chord_unlock poll stores nothing (ignore_result).
         for e in self.cluster.controller.executions.values():
-            if e.task != BODY and e.status == "ok" and e.stored is None and e.retried is None:
+            if e.task == UNLOCK and e.status == "ok":
+                e.stored = "nothing"
+            elif e.task != BODY and e.status == "ok" and e.stored is None and e.retried is None:
                 e.stored = "SUCCESS"
         return super()._unsettled()
 
     def enabled(self, run: DeliveryRun, tasks: int) -> list[str]:
+        if self._polls_forever(run):
+            return []  # the example is over: chord_unlock would poll the same forever
         moves = super().enabled(run, 1)  # one submit: the whole canvas
         amqp = self.config.broker == "amqp" and "vt" in self.allowed
         if moves and amqp and not self._expired and self._claim_of_the_dead():
@@ -105,10 +113,29 @@ class CanvasRunner(DeliveryRunner):
             return
         super()._apply(run, move)
 
+    def _polls_forever(self, run: DeliveryRun) -> bool:
+        """Only chord_unlock polls are left (parked at their start), nothing else will
+        ever run (no header runs, is owed, or waits unacked for a visibility
+        timeout), and some header has no final state: each poll would find what the
+        last one found and retry (``max_retries=None``, celery/app/builtins.py) for
+        good."""
+        if self.canvas.join != "db" or not self._counts["submit"]:
+            return False
+        ctl = self.cluster.controller
+        live = ctl.live()
+        if not live or any(e.task != UNLOCK or e.state != "parked" for e in live):
+            return False
+        headers = [ctl.messages[tid] for t, tid in run.task_ids.items() if t not in (BODY, UNLOCK)]
+        if any(m.owed() > 0 for m in headers):
+            return False
+        if {ctl.messages[i].task for i in self._unacked()} - {UNLOCK}:
+            return False
+        return not all("SUCCESS" in m.states or m.states[-1:] == ["FAILURE"] for m in headers)
+
     def _claim_of_the_dead(self) -> bool:
         """The chord's dispatch claim is held by a header run that is gone: it is not
         ``done`` (cleaned up) and no live run is between its count and its cleanup."""
-        if self._gid is None:
+        if self._gid is None or self.canvas.join == "db":
             return False
         ctl = self.cluster.controller
         if any(e.point == "published" for e in ctl.live()):
@@ -180,11 +207,11 @@ class CanvasRunner(DeliveryRunner):
         (chain if self.canvas.shape == "chain" else group)(sigs).apply_async()
 
     def _submit_chord(self, run: DeliveryRun) -> None:
-        from celery import chord
+        from celery import chord, signals
 
         ctl = self.cluster.controller
         headers = [f"t{i}" for i in range(1, run.tasks + 1)]
-        app = self.cluster.sender(self.config.broker)
+        app = self.cluster.sender(self.config.broker, results=self.config.results)
         sigs = []
         for t in headers:
             tid = run.task_ids[t] = f"{run.order}-{t}"
@@ -199,8 +226,21 @@ class CanvasRunner(DeliveryRunner):
         body = app.signature(
             "suite.canvas_body", kwargs={"spec": {"task": BODY}}, queue=self.queue, task_id=bid
         )
-        result = chord(sigs, body).apply_async()
+        unlocks: list[str] = []
+
+        def unlock(sender: Any = None, headers: Any = None, **_: Any) -> None:
+            if sender == UNLOCK_TASK:  # the database backend's poller (its id is Celery's)
+                unlocks.append(str((headers or {}).get("id")))
+
+        signals.before_task_publish.connect(unlock, weak=False)
+        try:
+            result = chord(sigs, body).apply_async()
+        finally:
+            signals.before_task_publish.disconnect(unlock)
         self._gid = result.parent.id  # the header's GroupResult (canvas.py chord.run)
+        for uid in unlocks:  # before any poll can start: the controller reads it later
+            run.task_ids[UNLOCK] = uid
+            ctl.accept(UNLOCK, uid)
 
     def _expire_short_keys(self) -> None:
         """Every result-backend key with a TTL under the visibility timeout expires."""
@@ -211,9 +251,14 @@ class CanvasRunner(DeliveryRunner):
                 client.pexpire(key, 1)
 
     def _end(self, run: DeliveryRun) -> None:
-        cluster = self.cluster
+        cluster, ctl = self.cluster, self.cluster.controller
+        for ex in ctl.live():  # a poll left parked by _polls_forever ends, not retried
+            if ex.task == UNLOCK and ex.state == "parked":
+                ctl.wire.send(ex.conn, {"stale": True, "why": "the example is over"})
+                ex.state = "done"
         for task, tid in run.task_ids.items():
-            run.history.append(h.FinalState(task, cluster.state(tid)))
+            if task != UNLOCK:  # chord_unlock stores nothing (ignore_result)
+                run.history.append(h.FinalState(task, cluster.state(tid, self.config.results)))
         if self.canvas.plugin:  # its effects: the invoices of each key of the order
             order = self._order(run)
             rows = cluster.pg.execute(

@@ -23,6 +23,7 @@ from model.canvas_steps import (
     group_complete,
     steps_once,
 )
+from model.canvas_unlock import UNLOCK, check_unlock
 from properties.scenario import CanvasScenario, decode_any
 
 EARLY = CanvasConfig()
@@ -372,3 +373,73 @@ def test_on_rabbitmq_a_redelivered_header_publishes_again_only_once_the_claim_ex
     assert any("t1#2 at 'published'" in m.expected for m in check_join(amqp, silent))
     assert rule(amqp, "fires-once")[0] == "violated"
     assert "RabbitMQ" in rule(amqp, "fires-once")[1]
+
+
+# --- the database backend's chord_unlock (model/canvas_unlock.py) ------------------------------
+
+DB_LATE = CanvasConfig(acks_late=True, join="db")
+
+
+def poll(x: str, proc: str, does: str) -> list[h.Event]:
+    """A chord_unlock run: started, stepped once, then a retry, the body or neither."""
+    out: list[h.Event] = [h.Started(x, UNLOCK, proc)]
+    if does == "retry":
+        out.append(h.RetryPublished(x, UNLOCK, 1))
+    elif does == "publish":
+        out += [h.BodySent(x, BODY), h.Point(x, "published")]
+    return [*out, h.Finished(x, "ok")]
+
+
+def test_a_poll_retries_until_every_header_stored_then_publishes_once() -> None:
+    ev = [
+        h.Submitted("t1"),
+        *poll(UNLOCK, "w1.c2", "retry"),
+        *header("t1", "w1.c1", "end"),
+        *poll(f"{UNLOCK}#2", "w1.c2", "publish"),
+        *body(BODY, "w1.c1", ("t1",)),
+        *finals(t1="SUCCESS", t9="SUCCESS"),
+    ]  # fmt: skip
+    assert check_unlock(DB_LATE, ev) == []
+    assert body_once(ev) == [] and fires_once(ev) == []
+    # A poll that publishes before the header stored its result disagrees.
+    early = [h.Submitted("t1"), *poll(UNLOCK, "w1.c2", "publish")]
+    (m,) = check_unlock(DB_LATE, early)
+    assert "to retry" in m.expected and "publish the body" in m.observed
+
+
+def test_a_failed_header_fails_the_chord_at_the_next_poll() -> None:
+    ev = [
+        h.Submitted("t1"),
+        h.Started("t1", "t1", "w1.c1"), h.Point("t1", "done"), h.Killed("w1.c1"),
+        *poll(UNLOCK, "w1.c2", "fail"),
+        *finals(t1="FAILURE", t9="FAILURE"),
+    ]  # fmt: skip
+    assert check_unlock(DB_LATE, ev) == []
+    assert check_unlock(DB_LATE, [*ev[:-1], h.FinalState(BODY, "PENDING")])
+    # Requeued (reject_on_worker_lost): nothing stored, the poll must retry.
+    requeue = CanvasConfig(acks_late=True, reject_on_worker_lost=True, join="db")
+    assert any("to retry" in m.expected for m in check_unlock(requeue, ev))
+
+
+def test_a_killed_poll_ends_the_polling_for_good() -> None:
+    ev = [
+        h.Submitted("t1"),
+        h.Started(UNLOCK, UNLOCK, "w1.c2"), h.Killed("w1.c2"),
+        *header("t1", "w1.c1", "end"),
+        *finals(t1="SUCCESS", t9="PENDING"),
+    ]  # fmt: skip
+    assert check_unlock(DB_LATE, ev) == []
+    (v,) = body_once(ev)
+    assert "never ran" in v.message
+
+
+def test_unlock_predictions() -> None:
+    early = CanvasConfig(join="db")
+    assert rule(early, "fires-once")[0] == "holds"
+    assert rule(DB_LATE, "fires-once")[0] == "violated"
+    for c in (early, DB_LATE):
+        assert rule(c, "body-once")[0] == "violated"
+        assert rule(c, "body-after-headers")[0] == "holds"
+        assert "builtins.py" in rule(c, "body-args")[1]
+    assert parse_label(DB_LATE.label()) == DB_LATE
+    assert DB_LATE.label() == "chord/redis/late/db/prefork/c2"
