@@ -149,10 +149,11 @@ def unlock_rule(config: CanvasConfig, prop: str) -> tuple[Prediction, str]:
                 "(celery/app/builtins.py unlock_chord)"
             )
         return "violated", (
-            "acks_late: a poll killed (its main process) after it published the body, or "
-            "after it published its retry, comes back: a second lineage polls and "
-            "publishes the body again once every header is ready (celery/app/"
-            "builtins.py unlock_chord keeps no record of a publish)"
+            "acks_late: a poll killed (its main process) after it published the body "
+            "comes back, polls again and publishes the body again (celery/app/"
+            "builtins.py unlock_chord keeps no record of a publish); so would a poll "
+            "killed after its retry's publish, as a second lineage (no scheduling point "
+            "there yet)"
         )
     if prop == "body-after-headers":
         return "holds", (

@@ -266,10 +266,10 @@ def canvas_cases(matrix: str) -> list[tuple[str, CanvasConfig]]:
     """(property, config) pairs of the canvas area, prefork/2, the Redis result
     backend. Chords: on the Redis broker, sorted-set and list joins, and on RabbitMQ.
     ``ci``: every chord property on early ack and acks_late + reject_on_worker_lost
-    (each side of fires-once), body-once on acks_late alone, fires-once on RabbitMQ;
-    the chain rows that answer celery #6631 and show a step running next to a failed
-    predecessor. ``full``: every property of every shape on every ack setting on both
-    brokers (chains plain and retrying)."""
+    (each side of fires-once), body-once on acks_late alone, fires-once on RabbitMQ,
+    body-once on the database backend (chord_unlock); a chain step running next to a
+    failed predecessor. ``full``: every property of every shape on every ack setting
+    on both brokers (chains plain and retrying; chords on each join)."""
     from model.canvas_properties import properties_of
 
     configs = [CanvasConfig("redis", "prefork", 2, late, requeue) for late, requeue in ACKS]
@@ -299,9 +299,8 @@ def canvas_cases(matrix: str) -> list[tuple[str, CanvasConfig]]:
     cases = [(p, c) for c in (early, requeue) for p in properties_of("chord")]
     # List mode: the done set keeps a rerun's part once there too (Celery 5.7).
     on_list = [("body-after-headers", lists[1]), ("body-args", lists[1])]
-    retrying = CanvasConfig("redis", "prefork", 2, True, True, shape="chain", retry=True)
     failed_before = CanvasConfig("redis", "prefork", 2, True, shape="chain")
-    on_chains = [("chain-complete", retrying), ("chain-order", failed_before)]
+    on_chains = [("chain-order", failed_before)]
     rabbit = [("fires-once", on_amqp[1])]  # twice only once the claim's 10 s passed
     polled = [("body-once", on_db[1])]  # chord_unlock: a killed poll ends the polling
     return [
