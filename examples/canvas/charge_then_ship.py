@@ -1,10 +1,11 @@
 """Charge, then ship, as a chain whose steps each write one keyed effect. SOUND.
 
 Each step inserts its invoice row with ``INSERT ... ON CONFLICT (idempotency_key) DO
-NOTHING``, the key being ``<order>:charge`` or ``<order>:ship``. Under acks_late a
-step runs again after a kill or the visibility timeout, and a rerun of ``charge``
-publishes ``ship`` again (Celery keeps no record that it did), so ``ship`` can run
-twice too; every rerun finds its key taken and leaves the one row.
+NOTHING`` (examples/effects/insert_on_conflict.py), the key being ``<order>:charge`` or
+``<order>:ship``. Under acks_late a step runs again after a kill or the visibility
+timeout, and a rerun of ``charge`` publishes ``ship`` again (Celery keeps no record
+that it did), so ``ship`` can run twice too; every rerun finds its key taken and
+leaves the one row.
 """
 
 from __future__ import annotations
@@ -13,19 +14,11 @@ from typing import Any
 
 from celery import chain
 
-from tasks.points import current
+from examples.effects import insert_on_conflict
 
 
 def make_canvas(app: Any, resources: Any) -> Any:
-    def invoice(key: str) -> None:
-        conn = resources.db()
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(
-                "INSERT INTO invoices (order_id, execution, idempotency_key) "
-                "VALUES (%s, %s, %s) ON CONFLICT (idempotency_key) DO NOTHING",
-                (key, current(), key),
-            )
+    invoice = insert_on_conflict.make_effect(resources)
 
     @app.task(name=f"{__name__}.charge")
     def charge(order: str) -> str:
