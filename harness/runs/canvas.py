@@ -179,9 +179,10 @@ class CanvasRunner(DeliveryRunner):
         signature.apply_async()
 
     def _order(self, run: DeliveryRun) -> str:
-        """The order key a plug-in canvas's effects are keyed by (the run id keeps
-        runs on one shared PostgreSQL apart)."""
-        return f"{self.cluster.run_id}{run.order}"
+        """The order key a plug-in canvas's effects are keyed by: ``o<example>``, as
+        the delivery area's (replays blank it out, properties/timeline.py
+        ``anonymous``), after the run id that keeps runs on one PostgreSQL apart."""
+        return f"{self.cluster.run_id}o{run.order.removeprefix('c')}"
 
     def _submit_steps(self, run: DeliveryRun) -> None:
         """A chain of steps t1..tN (each later step owed once published) or a group."""
