@@ -5,6 +5,7 @@ nox -s suite                         every property on the full config matrix
 nox -s bench                         reports/bench.json
 nox -s check-lock -- pkg.mod:make    check your own lock
 nox -s check-effect -- pkg.mod:make  check your own idempotent effect
+nox -s check-canvas -- pkg.mod:make  check your own canvas's effects
 nox -s replay -- '<scenario line>'   replay a failure exactly
 nox -s suite -- --splits 8 --group 3 one shard of the suite (pytest-split, .test_durations)
 nox -s merge -- reports/findings-*.json --out reports/findings.json   merge shards
@@ -153,6 +154,21 @@ def check_effect(session: nox.Session) -> None:
         session, "tests/properties/test_delivery.py", "-q", "--effect", effect,
         "--hypothesis-profile", _profile(),
         "--findings", "reports/check-effect.json", *rest,
+    )  # fmt: skip
+
+
+@nox.session(name="check-canvas", python=PYTHON)
+def check_canvas(session: nox.Session) -> None:
+    """Check a plug-in canvas: nox -s check-canvas -- pkg.mod:make_canvas [pytest args]."""
+    if not session.posargs or ":" not in session.posargs[0]:
+        session.error(
+            "usage: nox -s check-canvas -- pkg.mod:make_canvas (importable via PYTHONPATH)"
+        )
+    _install(session)
+    canvas, *rest = session.posargs
+    _pytest(
+        session, "tests/properties/test_canvas.py", "-q", "--canvas", canvas,
+        "--hypothesis-profile", _profile(), "--findings", "reports/check-canvas.json", *rest,
     )  # fmt: skip
 
 

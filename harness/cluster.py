@@ -339,19 +339,25 @@ class Cluster:
                 raise HarnessError(f"unknown broker {kind!r}: choose redis or amqp")
         return self._brokers[key]
 
-    def sender(self, kind: str, consumer_timeout_ms: int | None = None) -> Any:
-        """A Celery app that publishes to broker ``kind`` (the application side)."""
-        if kind == "redis":
+    def sender(
+        self, kind: str, consumer_timeout_ms: int | None = None, results: str = "redis"
+    ) -> Any:
+        """A Celery app that publishes to broker ``kind`` (the application side), with
+        the result backend ``results`` (a chord is sent through it)."""
+        if kind == "redis" and results == "redis":
             return self.app
-        key = _broker_key(kind, consumer_timeout_ms)
+        key = _broker_key(kind, consumer_timeout_ms) + ("" if results == "redis" else "-db")
         if key not in self._senders:
             from celery import Celery
 
             self.broker(kind, consumer_timeout_ms)  # one clear error if it is unreachable
             _ = self.app  # tasks.app sets how the suite declares queues
+            self.backend(results)  # one clear error if SQLAlchemy is missing
+            url = self.amqp_url(consumer_timeout_ms) if kind == "amqp" else None
+            backend = "SUITE_RESULT_URL" if results == "redis" else "SUITE_RESULT_DB_URL"
             sender = Celery(
-                f"suite-sender-{key}", broker=self.amqp_url(consumer_timeout_ms),
-                backend=self.env["SUITE_RESULT_URL"],  # a chord needs it to be sent
+                f"suite-sender-{key}", broker=url or self.env["SUITE_BROKER_URL"],
+                backend=self.env[backend],  # a chord is sent through it
             )  # fmt: skip
             sender.conf.broker_connection_retry_on_startup = False
             self._senders[key] = sender

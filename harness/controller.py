@@ -235,6 +235,8 @@ class Controller:
     def _start(self, cid: int, msg: dict[str, Any]) -> None:
         task = msg["x"]
         tid = msg.get("id")
+        if not task and tid in self.messages:  # a plug-in canvas's task: named by its id
+            task = self.messages[tid].task
         # Task names repeat across examples; a delivery run's task ids do not, so a
         # message left over from an earlier example is told so, not taken for this t1.
         stale = task not in self._accepting or (

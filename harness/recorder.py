@@ -132,7 +132,20 @@ def _body_args(s: Sink, ex: Execution, msg: dict[str, Any]) -> None:
     s.history.append(h.BodyArgs(ex.id, tuple(str(r) for r in msg["results"])))
 
 
-CANVAS: dict[str, Report] = {"sent": _body_sent, "body": _body_args}
+def _step_sent(s: Sink, ex: Execution, msg: dict[str, Any]) -> None:
+    m = s.messages.get(msg["id"])
+    if m is not None:
+        m.published += 1  # the broker owes one more delivery of the next step's task id
+        s.history.append(h.StepSent(ex.id, m.task))
+
+
+def _step_args(s: Sink, ex: Execution, msg: dict[str, Any]) -> None:
+    s.history.append(h.StepArgs(ex.id, tuple(str(a) for a in msg["args"])))
+
+
+CANVAS: dict[str, Report] = {
+    "sent": _body_sent, "body": _body_args, "next": _step_sent, "step": _step_args,
+}  # fmt: skip
 
 
 def _ran_from(s: Sink, ex: Execution, msg: dict[str, Any]) -> None:

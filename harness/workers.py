@@ -7,6 +7,7 @@ its own queue so a task goes exactly to the worker the scenario meant.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 from dataclasses import dataclass, replace
@@ -47,6 +48,7 @@ class WorkerSpec:
     queues: tuple[str, ...] = ()
     routing: str = ""
     heartbeat: float | None = None  # amqp: broker_heartbeat (s); None, Celery's default
+    canvas_plugin: str | None = None  # a plug-in canvas whose tasks it registers
 
     @property
     def name(self) -> str:
@@ -69,6 +71,8 @@ class WorkerSpec:
         extra += "" if self.chord_ordered else "-chordlist"
         extra += f"-Q{'+'.join(self.queues)}" if self.queues else ""
         extra += "" if self.heartbeat is None else f"-hb{self.heartbeat:g}"
+        if self.canvas_plugin is not None:  # a queue name: no ':' or '/'
+            extra += "-canvas-" + re.sub(r"[^A-Za-z0-9_.-]", "_", self.canvas_plugin)
         return f"{self.pool}{self.concurrency}{flags}{extra}{broker}"
 
     @property
@@ -128,6 +132,7 @@ class Worker:
             chord_ordered=spec.chord_ordered,
             routing=spec.routing,
             heartbeat=spec.heartbeat,
+            canvas_plugin=spec.canvas_plugin,
         )
 
     def launch(self) -> None:

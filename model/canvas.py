@@ -29,7 +29,10 @@ celery/worker/request.py, celery/app/trace.py):
 Wall time in a scenario: the harness's ``vt`` move is "the visibility timeout (an
 hour) passes"; every result-backend key with a shorter TTL (the dispatch claim, the
 ``done`` marker) expires with it (harness/runs/canvas.py), as it would in production
-before Redis redelivers anything.
+before Redis redelivers anything. RabbitMQ redelivers a dead worker's messages at
+once, so there the claim is usually still held when the redelivered header counts;
+the ``expire`` move (``Expired(CLAIM)``) is the redelivery that waited longer than
+the claim's 10 s (behind other work, or no worker consuming).
 
 Processes, executions and moves as in the delivery area (model/delivery.py); the
 header tasks are ``t1``..``tN``, the body ``t9`` (``BODY``).
@@ -38,72 +41,17 @@ header tasks are ``t1``..``tN``, the body ``t9`` (``BODY``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Literal
 
 from model import history as h
-from model.config import BROKERS, Broker, Pool, check_concurrency, check_pool
+from model.canvas_config import BODY, CanvasConfig
 from model.invariants import Violation
 from model.processes import is_child
 from model.verdict import Mismatch, Prediction
 
-BODY = "t9"  # the body's task name in a scenario (headers are t1..t3)
-MAX_HEADERS = 3
-Join = Literal["zset", "list"]
 CanvasMove = Literal["kill", "vt"]
-
-
-@dataclass(frozen=True)
-class CanvasConfig:
-    """A chord scenario's config: the broker, the pool, the ack settings and the join
-    mode of the Redis result backend (``zset``: ``result_chord_ordered=True``, the
-    default)."""
-
-    broker: Broker = "redis"
-    pool: Pool = "prefork"
-    concurrency: int = 2
-    acks_late: bool = False
-    reject_on_worker_lost: bool = False
-    join: Join = "zset"
-
-    def __post_init__(self) -> None:
-        if self.broker not in BROKERS:
-            raise ValueError(f"unknown broker {self.broker!r}: choose one of {', '.join(BROKERS)}")
-        check_pool(self.pool, ("prefork",))
-        check_concurrency(self.pool, self.concurrency)
-        if self.reject_on_worker_lost and not self.acks_late:
-            raise ValueError("reject_on_worker_lost only acts with acks_late (Celery ignores it)")
-        if self.join not in ("zset", "list"):
-            raise ValueError(f"unknown join {self.join!r}: choose zset or list")
-
-    @property
-    def ack(self) -> str:
-        if not self.acks_late:
-            return "early"
-        return "late+requeue" if self.reject_on_worker_lost else "late"
-
-    def label(self) -> str:
-        return f"chord/{self.broker}/{self.ack}/{self.join}/{self.pool}/c{self.concurrency}"
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
-
-
-def parse_label(label: str) -> CanvasConfig:
-    """The config of ``CanvasConfig.label()``."""
-    parts = label.split("/")
-    if len(parts) != 6 or parts[0] != "chord" or not parts[5].startswith("c"):
-        raise ValueError(
-            f"a canvas config reads 'chord/<broker>/<early|late|late+requeue>/<zset|list>/"
-            f"<pool>/c<n>', got {label!r}"
-        )
-    _, broker, ack, join, pool, c = parts
-    if ack not in ("early", "late", "late+requeue"):
-        raise ValueError(f"unknown ack setting {ack!r}")
-    return CanvasConfig(
-        broker, pool, int(c[1:]), acks_late=ack != "early",  # type: ignore[arg-type]
-        reject_on_worker_lost=ack == "late+requeue", join=join,  # type: ignore[arg-type]
-    )  # fmt: skip
+CLAIM = "the chord's dispatch claim"  # the key an ``expire`` move expires (RabbitMQ)
 
 
 # --- what happened, read from a history ---------------------------------------------------
@@ -273,6 +221,8 @@ def check_join(config: CanvasConfig, events: Sequence[h.Event]) -> list[Mismatch
                     chord_error = chord_error or failed
             case h.VisibilityTimeout():
                 j.claim = None  # the 10 s lease is over long before an hour
+            case h.Expired(key=k) if k == CLAIM:
+                j.claim = None
     want_sends = sum(1 for e in events if isinstance(e, h.Point) and e.name == "published")
     if sends != want_sends:
         out.append(Mismatch(len(events), f"{want_sends} publish(es) of the body", str(sends),
@@ -328,7 +278,7 @@ def _why_count(claims: bool) -> str:
 
 # --- what the model predicts per property and config ----------------------------------------------
 
-PROPERTIES: dict[str, tuple[frozenset[CanvasMove], str]] = {
+CHORD_PROPERTIES: dict[str, tuple[frozenset[CanvasMove], str]] = {
     "body-once": (
         frozenset({"kill", "vt"}),
         "once every header task ended SUCCESS the body ran exactly once (never twice)",
@@ -348,8 +298,8 @@ PROPERTIES: dict[str, tuple[frozenset[CanvasMove], str]] = {
 }
 
 
-def rule(config: CanvasConfig, prop: str) -> tuple[Prediction, str]:
-    """Does some scenario with the property's moves break it on ``config``, and why."""
+def chord_rule(config: CanvasConfig, prop: str) -> tuple[Prediction, str]:
+    """Does some chord scenario with the property's moves break it on ``config``, and why."""
     c = config
     if prop == "body-once":
         return "violated", (
@@ -363,6 +313,15 @@ def rule(config: CanvasConfig, prop: str) -> tuple[Prediction, str]:
             return "holds", (
                 "early ack: no header message comes back once its run started, so only "
                 "the first count that completes the chord can claim the dispatch"
+            )
+        if c.broker == "amqp":
+            return "violated", (
+                "acks_late: a header killed (its main process) between the body's "
+                "publish and the cleanup is redelivered by RabbitMQ at once, and while "
+                "the dead run's 10 s dispatch claim holds its count publishes nothing; "
+                "counted after the claim expired (it waited behind other work), it finds "
+                "the chord complete and publishes the body again (celery/backends/"
+                "redis.py on_chord_part_return)"
             )
         return "violated", (
             "acks_late: a header killed (its main process) between the body's publish "
@@ -385,7 +344,7 @@ def rule(config: CanvasConfig, prop: str) -> tuple[Prediction, str]:
     raise KeyError(prop)
 
 
-VIOLATIONS = {
+CHORD_VIOLATIONS = {
     "body-once": body_once,
     "fires-once": fires_once,
     "body-after-headers": body_after_headers,

@@ -141,6 +141,8 @@ class DeliveryModel:
                     written.setdefault(t, []).append((i, s))
                 case h.FinalState(task=t, state=s):
                     finals.append((i, t, s))
+                case _:
+                    self._other(i, e)
         for t, task in self.tasks.items():
             self._states(t, task, written.get(t, []), len(events))
         for i, t, s in finals:
@@ -233,13 +235,22 @@ class DeliveryModel:
         if status != "ok":
             return
         task = self.tasks[m.task]
-        end = self._retried.get(x, "SUCCESS")  # RETRY, FAILURE past max_retries
+        end = self._end_state(x)
         if end == "SUCCESS":
             task.succeeded = True
-        task.states.append(end)
+        if end is not None:
+            task.states.append(end)
         if d.unacked:  # acks_late (or early on solo): acked once it returned or failed
             d.unacked = False
             d.copy.entry = False
+
+    def _end_state(self, x: str) -> str | None:
+        """The state Celery writes after run ``x`` returned: SUCCESS, RETRY, FAILURE
+        past max_retries; None if the run wrote it before its end."""
+        return self._retried.get(x, "SUCCESS")
+
+    def _other(self, i: int, e: h.Event) -> None:
+        """An event this model does not read (an area built on it may)."""
 
     def _killed(self, process: str) -> None:
         main = not is_child(process)

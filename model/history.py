@@ -559,6 +559,35 @@ class Stuck(Event):
     count: int
 
 
+# --- canvas: a chain's steps (model/canvas_steps.py) --------------------------------------
+
+
+@dataclass(frozen=True)
+class Chained(Event):
+    """``task`` is a step of the submitted chain, after ``after``: nothing publishes it
+    until a run of ``after`` returns."""
+
+    task: str
+    after: str
+
+
+@dataclass(frozen=True)
+class StepSent(Event):
+    """A run of a chain step published the chain's next step ``task`` (Celery's
+    ``after_task_publish`` inside that run, before its own result is stored)."""
+
+    execution: str
+    task: str
+
+
+@dataclass(frozen=True)
+class StepArgs(Event):
+    """A run of a chain step got ``args`` (its predecessor's result) as its argument."""
+
+    execution: str
+    args: tuple[str, ...]
+
+
 @dataclass
 class History:
     events: list[Event] = field(default_factory=list)

@@ -8,7 +8,7 @@ processes, several threads).
 
 from __future__ import annotations
 
-from model.canvas import CanvasConfig
+from model.canvas_config import CanvasConfig
 from model.config import (
     BUILTIN_LOCKS,
     DeliveryConfig,
@@ -274,20 +274,47 @@ def publish_cases(matrix: str) -> list[PublishConfig]:
 
 
 def canvas_cases(matrix: str) -> list[tuple[str, CanvasConfig]]:
-    """(property, config) pairs of the canvas area: a chord on the Redis broker and
-    result backend (sorted-set join), prefork/2. ``ci``: every property on early ack
-    and acks_late + reject_on_worker_lost (each side of fires-once), body-once on
-    acks_late alone; ``full``: every property on every ack setting."""
-    from model.canvas import PROPERTIES, CanvasConfig
+    """(property, config) pairs of the canvas area, prefork/2, the Redis result
+    backend. Chords: on the Redis broker, sorted-set and list joins, and on RabbitMQ.
+    ``ci``: every chord property on early ack and acks_late + reject_on_worker_lost
+    (each side of fires-once), body-once on acks_late alone, fires-once on RabbitMQ,
+    body-once on the database backend (chord_unlock); a chain step running next to a
+    failed predecessor. ``full``: every property of every shape on every ack setting
+    on both brokers (chains plain and retrying; chords on each join)."""
+    from model.canvas_properties import properties_of
 
     configs = [CanvasConfig("redis", "prefork", 2, late, requeue) for late, requeue in ACKS]
     lists = [
         CanvasConfig("redis", "prefork", 2, late, requeue, join="list") for late, requeue in ACKS
     ]
+    on_amqp = [CanvasConfig("amqp", "prefork", 2, late, requeue) for late, requeue in ACKS]
+    on_db = [
+        CanvasConfig(broker, "prefork", 2, late, requeue, join="db")
+        for broker in ("redis", "amqp") for late, requeue in ACKS
+    ]  # fmt: skip
+    chains = [
+        CanvasConfig(broker, "prefork", 2, late, requeue, shape="chain", retry=retry)
+        for broker in ("redis", "amqp") for retry in (False, True) for late, requeue in ACKS
+    ]  # fmt: skip
+    groups = [
+        CanvasConfig(broker, "prefork", 2, late, requeue, shape="group")
+        for broker in ("redis", "amqp") for late, requeue in ACKS
+    ]  # fmt: skip
     if matrix == "full":
-        return [(p, c) for c in configs + lists for p in PROPERTIES]
+        return [
+            *((p, c) for c in configs + lists + on_amqp + on_db for p in properties_of("chord")),
+            *((p, c) for c in chains for p in properties_of("chain")),
+            *((p, c) for c in groups for p in properties_of("group")),
+        ]
     early, late, requeue = configs
-    cases = [(p, c) for c in (early, requeue) for p in PROPERTIES]
+    cases = [(p, c) for c in (early, requeue) for p in properties_of("chord")]
     # List mode: the done set keeps a rerun's part once there too (Celery 5.7).
     on_list = [("body-after-headers", lists[1]), ("body-args", lists[1])]
-    return [*cases, ("body-once", late), ("fires-once", late), *on_list]
+    failed_before = CanvasConfig("redis", "prefork", 2, True, shape="chain")
+    on_chains = [("chain-order", failed_before)]
+    rabbit = [("fires-once", on_amqp[1])]  # twice only once the claim's 10 s passed
+    polled = [("body-once", on_db[1])]  # chord_unlock: a killed poll ends the polling
+    return [
+        *cases, ("body-once", late), ("fires-once", late), *on_list, *rabbit, *polled,
+        *on_chains,
+    ]  # fmt: skip

@@ -36,6 +36,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="check a plug-in effect 'pkg.mod:make_effect' instead of the built-ins (repeatable)",
     )  # fmt: skip
     group.addoption(
+        "--canvas", action="append", default=[],
+        help="check a plug-in canvas 'pkg.mod:make_canvas' instead of the built-ins (repeatable)",
+    )  # fmt: skip
+    group.addoption(
         "--property", action="append", default=[],
         choices=sorted({p for a in AREAS.values() for p in a.properties}),
         help="only these properties (repeatable; default: all)",
@@ -101,6 +105,15 @@ def _check_effect(effect: str) -> None:
         raise pytest.UsageError(f"--effect {effect}: {exc}") from None
 
 
+def _check_canvas(canvas: str) -> None:
+    from tasks.canvas_plugins import load_canvas
+
+    try:
+        load_canvas(canvas)
+    except ValueError as exc:
+        raise pytest.UsageError(f"--canvas {canvas}: {exc}") from None
+
+
 def _check_lock(lock: str) -> None:
     """Fail fast, in one line, on a lock the workers could not load."""
     from tasks.locks.builtin import load_lock
@@ -117,6 +130,8 @@ def pytest_configure(config: pytest.Config) -> None:
         _check_lock(lock)
     for effect in config.getoption("effect", default=[]) or []:
         _check_effect(effect)
+    for canvas in config.getoption("canvas", default=[]) or []:
+        _check_canvas(canvas)
     _one_server_set_per_worker(config)
     config.stash[findings.KEY] = findings.Findings(Path(config.getoption("findings")))
     if not _in_xdist_worker(config):

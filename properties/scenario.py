@@ -13,9 +13,9 @@ import shlex
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from model import canvas, lock_properties, routing
+from model import canvas_config, lock_properties, routing
 from model.beat import BeatConfig, parse_beat_label
-from model.canvas import CanvasConfig
+from model.canvas_config import CanvasConfig
 from model.config import (
     Broker,
     DeliveryConfig,
@@ -184,7 +184,8 @@ class BeatScenario(Line[BeatConfig]):
 @dataclass(frozen=True)
 class CanvasScenario(Line[CanvasConfig]):
     """``body-once canvas chord/redis/late/zset/prefork/c2 tasks=2: submit; step t1; ...``
-    (``tasks``: the chord's header tasks, model/canvas.py)."""
+    (``tasks``: the chord's header tasks, a chain's steps, a group's members:
+    model/canvas_config.py)."""
 
     def head(self) -> str:
         return f"{self.prop} canvas {self.config.label()}"
@@ -194,10 +195,11 @@ class CanvasScenario(Line[CanvasConfig]):
         m = _CANVAS.fullmatch(text.strip())
         if not m:
             raise ValueError(
-                "a canvas scenario reads '<property> canvas chord/<broker>/<ack>/<join>/"
-                f"<pool>/c<n> tasks=<n>: <move>; ...', got {text!r}"
+                "a canvas scenario reads '<property> canvas <chord|chain|group>/<broker>/"
+                f"<ack>/<variant>/<pool>/c<n> tasks=<n>: <move>; ...', got {text!r}"
             )
-        return cls(m["prop"], canvas.parse_label(m["label"]), int(m["n"]), split_moves(m["m"]))
+        config = canvas_config.parse_label(m["label"])
+        return cls(m["prop"], config, int(m["n"]), split_moves(m["m"]))
 
 
 _CANVAS = re.compile(r"(?P<prop>\S+) canvas (?P<label>\S+) tasks=(?P<n>\d+):(?P<m>.*)")

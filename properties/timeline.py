@@ -121,6 +121,12 @@ def _line(e: h.Event, where: dict[str, str]) -> tuple[str, str]:
             return x, f"took its message from queue {q}"
         case h.Stuck(queue=q, count=n):
             return "-", f"broker: {n} message(s) STUCK in queue {q}: no worker consumes it"
+        case h.Chained(task=t, after=a):
+            return "-", f"chain: {t} after {a}"
+        case h.StepSent(execution=x, task=t):
+            return x, f"CHAIN STEP {t} published"
+        case h.StepArgs(execution=x, args=a):
+            return x, f"gets {list(a)}"
     return "-", e.describe()
 
 
@@ -186,6 +192,7 @@ _FAULTS = (
 _MOVES = (
     h.Submitted, h.Inserted, h.Published, h.Committed, h.RolledBack, h.ClockAdvanced, h.BeatTick,
     h.Routed, h.SendRefused,
+    h.Chained,
 )  # fmt: skip
 _BROKER = (
     h.Received, h.Acked, h.AckFailed, h.Rejected, h.StateWritten, h.Skipped, h.Held, h.BeatQueued,

@@ -22,6 +22,11 @@ def _shared() -> Any:
     return _resources
 
 
+def resources() -> Any:
+    """The process's one ``Resources`` (a plug-in canvas's factory gets it)."""
+    return _shared()
+
+
 def lock(spec: str) -> Any:
     """The lock function for ``spec``."""
     if spec not in _locks:

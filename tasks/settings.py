@@ -57,6 +57,9 @@ class Settings:
     routing: str = ""
     # SUITE_HEARTBEAT: broker_heartbeat in seconds (AMQP); None, Celery's default (120)
     heartbeat: float | None = None
+    # SUITE_CANVAS_PLUGIN: a plug-in canvas whose tasks the worker registers at start
+    # (tasks/canvas_plugins.py); empty: none
+    canvas_plugin: str | None = None
 
     def to_env(self) -> dict[str, str]:
         return {
@@ -78,6 +81,7 @@ class Settings:
             "SUITE_CHORD_ORDERED": _bit(self.chord_ordered),
             "SUITE_ROUTING": self.routing,
             "SUITE_HEARTBEAT": "" if self.heartbeat is None else str(self.heartbeat),
+            "SUITE_CANVAS_PLUGIN": self.canvas_plugin or "",
         }
 
     @classmethod
@@ -107,4 +111,5 @@ class Settings:
             chord_ordered=_flag(get("SUITE_CHORD_ORDERED"), cls.chord_ordered),
             routing=get("SUITE_ROUTING", cls.routing),
             heartbeat=float(heartbeat) if heartbeat else None,
+            canvas_plugin=get("SUITE_CANVAS_PLUGIN") or None,
         )
