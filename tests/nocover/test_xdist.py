@@ -15,7 +15,7 @@ import pytest
 pytestmark = [pytest.mark.servers, pytest.mark.workers]
 
 ROOT = Path(__file__).resolve().parents[2]
-ROWS = "test_state and threads/c2 and not kill and (read-your-writes or sender-sees)"
+ROWS = "test_state and threads/c2 and not kill and not q2 and (read-your-writes or sender-sees)"
 
 
 def _pytest(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
