@@ -34,6 +34,13 @@ from harness.workers import ROOT, Worker, WorkerSpec
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
 QUEUE_EXPIRES_MS = 600_000  # an abandoned run's queues vanish from RabbitMQ after 10 min
 STANDBY_DEEPEN_AFTER = 3  # replacements of one spec before it keeps two standbys
+# Worker specs kept warm at once (SUITE_WARM_SPECS). An idle worker still costs about
+# 1.5% of a core (its event loop, the 50 ms unacked-restore scan on Redis), and a full
+# matrix run touches hundreds of specs: with every one kept, two runs on 2 cores reached
+# a load of 29 (2026-12-07). Rows of one config run one after another, so the least
+# recently used spec beyond this many is stopped, its standbys with it; using it again
+# starts it again (~0.5 s from the fork server).
+WARM_SPECS = 6
 
 
 def _reachable(url_or_address: str, what: str, env_name: str) -> None:
@@ -60,6 +67,8 @@ class Cluster:
         self.servers: list[Any] = []
         self.env: dict[str, str] = {}
         self.workers: dict[WorkerSpec, Worker] = {}
+        self._used: dict[WorkerSpec, None] = {}  # specs by last use, oldest first
+        self._warm_specs = int(os.environ.get("SUITE_WARM_SPECS", WARM_SPECS))
         self._standby: dict[WorkerSpec, list[Worker]] = {}  # oldest first
         self._replaced: dict[WorkerSpec, int] = {}
         self._incarnations = 0
@@ -209,6 +218,7 @@ class Cluster:
 
     def worker(self, spec: WorkerSpec) -> Worker:
         """A ready worker for ``spec``, started on first use and reused afterwards."""
+        self._use(spec)
         worker = self.workers.get(spec)
         if worker is None:
             worker = self.workers[spec] = self._new_worker(spec)
@@ -222,6 +232,22 @@ class Cluster:
                 worker.kill_main()
             worker.start()
         return worker
+
+    def _use(self, spec: WorkerSpec) -> None:
+        """``spec`` is used now; the least recently used specs beyond ``WARM_SPECS``
+        are stopped (a warm shutdown in the background, reaped with the cluster)."""
+        self._used.pop(spec, None)
+        self._used[spec] = None
+        for gone in [w for w in self._retired if not w.alive()]:  # reap the ones gone
+            gone.stop()
+            self._retired.remove(gone)
+        while len(self._used) > self._warm_specs:
+            old = next(iter(self._used))
+            del self._used[old]
+            active = self.workers.pop(old, None)
+            for w in [*([active] if active else []), *self._standby.pop(old, [])]:
+                w.begin_stop()
+                self._retired.append(w)
 
     def replace(self, spec: WorkerSpec, adopt: list[str] | None = None) -> Worker:
         """The worker for ``spec`` died: promote the standby (started in the background
