@@ -19,7 +19,7 @@ class Message:
     task: str
     received: list[str] = field(default_factory=list)  # worker hostnames, per delivery
     settled_by: list[str] = field(default_factory=list)  # who acked or rejected a delivery
-    handled: int = 0  # failures (a lost child included) the main process finished handling
+    handled: int = 0  # losses of a pool child the main process finished handling
     states: list[str] = field(default_factory=list)
     # (recv|settle, worker, tag, place in the worker's QoS order: Redis only)
     log: list[tuple[str, str, str, int | None]] = field(default_factory=list)

@@ -193,7 +193,9 @@ def _rejected(ctl: Controller, m: Message, msg: dict[str, Any], cid: int) -> Non
 
 
 def _handled(ctl: Controller, m: Message, msg: dict[str, Any], cid: int) -> None:
-    m.handled += 1
+    # Only losses: the runner waits for one handling per child it killed, and a retry's
+    # or an error's handling arriving later must not stand in for it.
+    m.handled += bool(msg["lost"])
 
 
 def _skipped(ctl: Controller, m: Message, msg: dict[str, Any], cid: int) -> None:

@@ -17,6 +17,21 @@ from tasks import points
 from tasks.patches import qos_order
 
 
+def worker_lost(exc_info: Any) -> bool:
+    """Whether ``Request.on_failure`` is handling the loss of the pool child that ran
+    the job (billiard's WorkerLostError; billiard >= 4.3 may report the child's exit as
+    SystemExit / KeyboardInterrupt first, which Celery treats the same unless it
+    cancelled the job itself). A retry (``Retry``) and a task's own error come through
+    ``on_failure`` too, from the main process, whenever it reads the child's result:
+    counted as losses, a late one satisfied the harness's wait for a kill's handling
+    before the kill's FAILURE was stored."""
+    from billiard.exceptions import WorkerLostError
+
+    exc = getattr(exc_info, "exception", None)
+    exc = getattr(exc, "exc", exc)  # billiard.einfo.ExceptionWithTraceback
+    return isinstance(exc, (WorkerLostError, SystemExit, KeyboardInterrupt))
+
+
 def install(worker: str) -> None:
     """Report every delivery of this process, naming the worker ``worker``."""
     from celery.backends.base import Backend
@@ -67,11 +82,11 @@ def install(worker: str) -> None:
                 seq=place, back=back,
             )  # fmt: skip
 
-    def failed(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def failed(self: Any, exc_info: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            return on_failure(self, *args, **kwargs)
+            return on_failure(self, exc_info, *args, **kwargs)
         finally:
-            points.notify("handled", id=self.id, worker=worker)
+            points.notify("handled", id=self.id, worker=worker, lost=worker_lost(exc_info))
 
     Message.ack = acknowledge  # type: ignore[method-assign]
     Message.reject = rejected  # type: ignore[method-assign]

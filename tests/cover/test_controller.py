@@ -205,3 +205,41 @@ def test_a_gate_holds_only_the_named_job_once(ctl: Controller) -> None:
     assert not ctl.held["t1"].alive
     ctl.wait(lambda: len(passed) == 2, "the held thread to see the close", timeout=5)
     assert passed == ["id-other", "id-t1 cut off"]  # never let through
+
+
+def test_only_a_lost_child_counts_as_a_handled_loss(ctl: Controller) -> None:
+    """The runner waits for one handled loss per child it killed. A retry's handling
+    (Retry goes through Request.on_failure too) reported late, after the kill, must
+    not stand in for the kill's: the FAILURE it stores would be read too early."""
+    ctl.accept("t1", "id-t1")
+    reporter = socket.create_connection(ctl.address)
+    for lost in (False, True, False):
+        msg = {"t": "handled", "id": "id-t1", "worker": "w@x", "lost": lost}
+        reporter.sendall(json.dumps(msg).encode() + b"\n")
+    reporter.sendall(
+        json.dumps({"t": "ack", "id": "id-t1", "worker": "w@x", "tag": "a"}).encode() + b"\n"
+    )
+    ctl.wait(lambda: ctl.messages["id-t1"].settled_by == ["w@x"], "the reports", timeout=5)
+    assert ctl.messages["id-t1"].handled == 1
+    reporter.close()
+
+
+def test_worker_lost_tells_a_lost_child_from_a_retry_or_an_error() -> None:
+    from billiard.einfo import ExceptionInfo, ExceptionWithTraceback
+    from billiard.exceptions import WorkerLostError
+    from celery.exceptions import Retry
+
+    from tasks.patches.deliveries import worker_lost
+
+    def info(exc: BaseException) -> ExceptionInfo:
+        try:
+            raise exc
+        except BaseException:
+            return ExceptionInfo()
+
+    assert worker_lost(info(WorkerLostError("Worker exited prematurely: signal 9")))
+    assert worker_lost(info(SystemExit(1)))  # billiard >= 4.3 reports the exit first
+    # billiard hands on_failure the exception wrapped with its traceback: unwrapped.
+    assert isinstance(info(WorkerLostError("lost")).exception, ExceptionWithTraceback)
+    assert not worker_lost(info(Retry("again")))
+    assert not worker_lost(info(ValueError("the task's own error")))
