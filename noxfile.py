@@ -127,49 +127,40 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "properties.bench", *session.posargs)
 
 
+def _check_plugin(
+    session: nox.Session, kind: str, factory: str, test_file: str, *extras: str
+) -> None:
+    """``nox -s check-<kind> -- pkg.mod:<factory> [pytest args]``: the plug-in's rows of
+    one property file under SUITE_PROFILE, reported to reports/check-<kind>.json."""
+    if not session.posargs or ":" not in session.posargs[0]:
+        session.error(
+            f"usage: nox -s check-{kind} -- pkg.mod:{factory} (importable via PYTHONPATH)"
+        )
+    _install(session, *extras)
+    plugin, *rest = session.posargs
+    _pytest(
+        session, f"tests/properties/{test_file}", "-q", f"--{kind}", plugin,
+        "--hypothesis-profile", _profile(), "--findings", f"reports/check-{kind}.json", *rest,
+    )  # fmt: skip
+
+
 @nox.session(name="check-lock", python=PYTHON)
 def check_lock(session: nox.Session) -> None:
-    """Check a plug-in lock: nox -s check-lock -- pkg.mod:make_lock [more pytest args]."""
-    if not session.posargs or ":" not in session.posargs[0]:
-        session.error("usage: nox -s check-lock -- pkg.mod:make_lock (importable via PYTHONPATH)")
-    _install(session, "thirdparty")  # the adapters in examples/thirdparty/ need them
-    lock, *rest = session.posargs
-    _pytest(
-        session, "tests/properties/test_locks.py", "-q", "--lock", lock,
-        "--hypothesis-profile", _profile(),
-        "--findings", "reports/check-lock.json", *rest,
-    )  # fmt: skip
+    """Check a plug-in lock: nox -s check-lock -- pkg.mod:make_lock [more pytest args].
+    The thirdparty extra: the adapters in examples/thirdparty/ are locks too."""
+    _check_plugin(session, "lock", "make_lock", "test_locks.py", "thirdparty")
 
 
 @nox.session(name="check-effect", python=PYTHON)
 def check_effect(session: nox.Session) -> None:
     """Check a plug-in effect: nox -s check-effect -- pkg.mod:make_effect [pytest args]."""
-    if not session.posargs or ":" not in session.posargs[0]:
-        session.error(
-            "usage: nox -s check-effect -- pkg.mod:make_effect (importable via PYTHONPATH)"
-        )
-    _install(session)
-    effect, *rest = session.posargs
-    _pytest(
-        session, "tests/properties/test_delivery.py", "-q", "--effect", effect,
-        "--hypothesis-profile", _profile(),
-        "--findings", "reports/check-effect.json", *rest,
-    )  # fmt: skip
+    _check_plugin(session, "effect", "make_effect", "test_delivery.py")
 
 
 @nox.session(name="check-canvas", python=PYTHON)
 def check_canvas(session: nox.Session) -> None:
     """Check a plug-in canvas: nox -s check-canvas -- pkg.mod:make_canvas [pytest args]."""
-    if not session.posargs or ":" not in session.posargs[0]:
-        session.error(
-            "usage: nox -s check-canvas -- pkg.mod:make_canvas (importable via PYTHONPATH)"
-        )
-    _install(session)
-    canvas, *rest = session.posargs
-    _pytest(
-        session, "tests/properties/test_canvas.py", "-q", "--canvas", canvas,
-        "--hypothesis-profile", _profile(), "--findings", "reports/check-canvas.json", *rest,
-    )  # fmt: skip
+    _check_plugin(session, "canvas", "make_canvas", "test_canvas.py")
 
 
 @nox.session(python=PYTHON)

@@ -38,7 +38,7 @@ STANDBY_DEEPEN_AFTER = 3  # replacements of one spec before it keeps two standby
 # 1.5% of a core (its event loop, the 50 ms unacked-restore scan on Redis), and a full
 # matrix run touches hundreds of specs: with every one kept, two runs on 2 cores reached
 # a load of 29 (2026-12-07). Rows of one config run one after another, so the least
-# recently used spec beyond this many is stopped, its standbys with it; using it again
+# recently used spec beyond this many is killed, its standbys with it; using it again
 # starts it again (~0.5 s from the fork server).
 WARM_SPECS = 6
 
@@ -235,19 +235,22 @@ class Cluster:
 
     def _use(self, spec: WorkerSpec) -> None:
         """``spec`` is used now; the least recently used specs beyond ``WARM_SPECS``
-        are stopped (a warm shutdown in the background, reaped with the cluster)."""
+        are evicted."""
         self._used.pop(spec, None)
         self._used[spec] = None
-        for gone in [w for w in self._retired if not w.alive()]:  # reap the ones gone
-            gone.stop()
-            self._retired.remove(gone)
         while len(self._used) > self._warm_specs:
-            old = next(iter(self._used))
-            del self._used[old]
-            active = self.workers.pop(old, None)
-            for w in [*([active] if active else []), *self._standby.pop(old, [])]:
-                w.begin_stop()
-                self._retired.append(w)
+            self.evict(next(iter(self._used)))
+
+    def evict(self, spec: WorkerSpec) -> None:
+        """Kill ``spec``'s idle worker and its standbys (between examples). SIGKILL, not
+        a warm shutdown: a worker in warm shutdown goes on consuming until its loop
+        notices, beside the next worker of its spec on the same queues (a routing
+        row's message went to the old one, 2026-12-07)."""
+        self._used.pop(spec, None)
+        active = self.workers.pop(spec, None)
+        for w in [*([active] if active else []), *self._standby.pop(spec, [])]:
+            w.kill_main()
+            w.stop()
 
     def replace(self, spec: WorkerSpec, adopt: list[str] | None = None) -> Worker:
         """The worker for ``spec`` died: promote the standby (started in the background

@@ -13,10 +13,12 @@ import pytest
 
 from harness.cluster import Cluster
 from properties import findings, matrix, profiles
-from properties.areas import AREAS
+from properties.areas import AREAS, of_line
 from properties.engine import Area, search
 from properties.outcome import Outcome
 from properties.progress import Progress, load_estimates
+from properties.scenario import decode_any
+from properties.timeline import render
 
 profiles.register()
 
@@ -94,6 +96,18 @@ def verify(case: Case, cluster: Cluster, report: findings.Findings) -> Outcome:
         f"{outcome.detail()}"
     )
     return outcome
+
+
+def verify_fixed_run(cluster: Cluster, line: str, failure: str | None, shows: str) -> None:
+    """Replay one scenario line exactly (a fixed run a findings page cites): it ends in
+    ``failure`` (a ``Failure.kind``, or None: it holds), its timeline shows ``shows``,
+    and it played the line's moves."""
+    scenario = decode_any(line)
+    run, found = of_line(scenario).replay(cluster, scenario)
+    timeline = render(run.history.events)
+    assert (found.kind if found else None) == failure, found.report() if found else timeline
+    assert shows in timeline, timeline
+    assert run.moves[: len(scenario.moves)] == list(scenario.moves)
 
 
 def _check_effect(effect: str) -> None:

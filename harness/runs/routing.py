@@ -123,12 +123,11 @@ class RoutingRunner(Runner[RoutingRun]):
 
     def _get_worker(self) -> Worker:
         cluster = self.cluster
-        # Only one config's workers live at a time: the others finish their warm
-        # shutdown in the background and are reaped with the cluster.
-        for spec, worker in list(cluster.workers.items()):
+        # Only one config's workers live at a time (a later row of a config reuses its
+        # queue names, so an old worker must not be left consuming them).
+        for spec in list(cluster.workers):
             if spec.routing and spec not in self.specs:
-                worker.begin_stop()
-                cluster.retire(worker)
+                cluster.evict(spec)
         self.workers = [cluster.worker(spec) for spec in self.specs]
         return self.workers[0]
 

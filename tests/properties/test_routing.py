@@ -10,11 +10,8 @@ from __future__ import annotations
 import pytest
 
 from harness.cluster import Cluster
-from properties.areas import of_line
 from properties.findings import Findings
-from properties.plugin import Case, verify
-from properties.scenario import RoutingScenario
-from properties.timeline import render
+from properties.plugin import Case, verify, verify_fixed_run
 
 
 def test_routing(routing_case: Case, cluster: Cluster, report: Findings) -> None:
@@ -110,9 +107,4 @@ FIXED = [
 
 @pytest.mark.parametrize(("line", "failure", "shows"), FIXED)
 def test_routing_fixed_run(line: str, failure: str | None, shows: str, cluster: Cluster) -> None:
-    scenario = RoutingScenario.decode(line)
-    run, found = of_line(scenario).replay(cluster, scenario)
-    timeline = render(run.history.events)
-    assert (found.kind if found else None) == failure, found.report() if found else timeline
-    assert shows in timeline, timeline
-    assert run.moves[: len(scenario.moves)] == list(scenario.moves)
+    verify_fixed_run(cluster, line, failure, shows)
