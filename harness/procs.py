@@ -94,6 +94,36 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
+def descendants(pid: int) -> list[psutil.Process]:
+    """The processes pid forked, recursively, as they are now; [] once pid is gone."""
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _gone(proc: psutil.Process) -> bool:
+    # A zombie counts as gone: it holds no memory and no sockets, and an orphan's is
+    # reaped by whoever PID 1 is, maybe never in a container.
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def kill_all(procs: list[psutil.Process], *, what: str) -> None:
+    """SIGKILL each of procs (psutil checks each is still the process it listed) and
+    wait until all are gone."""
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    wait_until(
+        lambda: all(_gone(proc) for proc in procs),
+        timeout=_KILL_TIMEOUT,
+        what=f"{what} to exit after SIGKILL",
+    )
+
+
 def _killpg(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, sig)

@@ -24,7 +24,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from harness.errors import HarnessError, HarnessTimeout, MissingBinary
-from harness.procs import Managed, free_port, spawn, wait_until
+from harness.procs import Managed, descendants, free_port, kill_all, spawn, wait_until
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 10.0
@@ -126,7 +126,11 @@ class _Server:
     def _abandon(self, proc: Managed | None) -> None:
         """A start failed: leave nothing of it running."""
         if proc is not None:
-            proc.kill_group()
+            self._kill(proc)
+
+    def _kill(self, proc: Managed) -> None:
+        """SIGKILL the server and everything it started; return once they are gone."""
+        proc.kill_group()
 
     def _await_ready(self, proc: Managed) -> None:
         def ready() -> bool:
@@ -161,7 +165,7 @@ class _Server:
         """Fault: SIGKILL the server's whole group, then start again on the same port."""
         proc, self._proc = self._proc, None
         if proc is not None:
-            proc.kill_group()
+            self._kill(proc)
         self.start()
 
     def __enter__(self) -> Self:
@@ -377,6 +381,18 @@ class Postgres(_Server):
                 )
         finally:
             proc.stop()
+
+    def _kill(self, proc: Managed) -> None:
+        # Each child of the postmaster leads its own session (InitPostmasterChild calls
+        # setsid), so killing the postmaster's group leaves them to notice its death on
+        # their own; one still attached to the shared memory makes the next postmaster
+        # refuse to start ("pre-existing shared memory block is still in use"). Seen in a
+        # clean-clone CI run of test_servers.py::test_postgres. The postmaster is stopped
+        # first so that it forks nothing after its children are listed.
+        proc.signal(signal.SIGSTOP)
+        children = descendants(proc.pid)
+        proc.kill_group()
+        kill_all(children, what=f"the children of {self.name} (pid {proc.pid})")
 
     def _probe(self) -> bool:
         try:
