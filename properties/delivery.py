@@ -60,6 +60,11 @@ def shapes(config: DeliveryConfig, prop: str) -> list[tuple[str, int, Attack]]:
         if "vt" in moves and config.broker == "redis":
             head = ["submit", *["step t1"] * k, "vt"]
             found.append((f"overlap after {k} steps", 1, Attack("overlap", head, True)))
+            if config.retries and config.concurrency == 2:
+                # t2 holds the other slot, so t1's retry waits in the buffer, unacked
+                # under early ack too, when the visibility timeout passes.
+                head = ["submit", "submit", *["step t1"] * k, "vt"]
+                found.append((f"waiting retry after {k} steps", 2, Attack("wait", head, False)))
         if "kill" in moves:
             for kill in ("kill t1", "kill-main t1"):
                 head = ["submit", *["step t1"] * k, kill, "vt"]

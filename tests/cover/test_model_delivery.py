@@ -300,3 +300,45 @@ def test_two_lineages_publish_two_copies_of_one_level_each_with_its_own_redis_en
     one_copy.remove(h.Received("t1", "w2", False, 1))
     flagged = [m for m in check_delivery(config, one_copy) if "delivery" in m.expected]
     assert [m.expected for m in flagged] == ["no further delivery"]
+
+
+def test_early_ack_a_waiting_retry_restored_by_the_visibility_timeout_runs_twice() -> None:
+    """Found by the full matrix of 2026-12-07 (Redis, threads/2, early ack, retries=2,
+    max_retries=3), where the model had said one-lineage holds: t1's retry waits in
+    the worker's buffer behind t1 and t2, unacked (early ack acks at the start); the
+    visibility timeout hands it out again; both copies run and publish retries=2. The
+    history is the real run's (``nox -s replay`` of the line in
+    docs/findings/delivery.md); the delivery model allows it, the property catches it."""
+    c = DeliveryConfig("redis", "threads", 2, acks_late=False, retries=2, max_retries=3)
+    events = [
+        h.Submitted("t1"), h.Received("t1", "w1"), h.Started("t1", "t1", "w1.t1"),
+        h.Submitted("t2"), h.Received("t2", "w1"), h.Started("t2", "t2", "w1.t2"),
+        h.RetryPublished("t1", "t1", 1), h.Received("t1", "w1", False, 1),
+        h.VisibilityTimeout(), h.Received("t1", "w1", True, 1),
+        h.Finished("t1", "ok"), h.Started("t1#2", "t1", "w1.t1", False, 1),
+        h.RetryPublished("t1#2", "t1", 2), h.Received("t1", "w1", False, 2),
+        h.Finished("t1#2", "ok"), h.Started("t1#3", "t1", "w1.t1", True, 1),
+        h.RetryPublished("t1#3", "t1", 2), h.Received("t1", "w1", False, 2),
+    ]  # fmt: skip
+    from model.delivery_properties import one_lineage
+
+    assert [m for m in check_delivery(c, events) if "deliver" in m.expected] == []
+    no_vt = [e for e in events if not isinstance(e, h.VisibilityTimeout)]
+    assert "no further delivery" in [m.expected for m in check_delivery(c, no_vt)]
+    assert [v.executions for v in one_lineage(events)] == [("t1#2", "t1#3"), ("t1#2", "t1#3")]
+
+
+@pytest.mark.parametrize(
+    ("broker", "pool", "max_retries", "prediction"),
+    [
+        ("redis", "threads", 3, "violated"),  # a level-1 copy publishes retries=2 again
+        ("redis", "prefork", 3, "violated"),  # the main process's buffer, the same
+        ("redis", "threads", 1, "holds"),  # both level-1 copies give up: no new retry
+        ("amqp", "threads", 3, "holds"),  # no visibility timeout: a waiting retry stays
+    ],
+)
+def test_one_lineage_prediction_under_early_ack(
+    broker: str, pool: str, max_retries: int, prediction: str
+) -> None:
+    c = DeliveryConfig(broker, pool, 2, acks_late=False, retries=2, max_retries=max_retries)  # type: ignore[arg-type]
+    assert expected(c, "one-lineage") == prediction
