@@ -208,12 +208,13 @@ def _rule(config: DeliveryConfig, prop: str) -> tuple[Prediction, str]:
                 "the retry is published before the ack: a fault in between gives the old "
                 "message back while the retry runs (celery-semantics.md section 4)"
             )
-        if c.broker == "redis" and c.concurrency >= 2 and min(c.retries, c.max_retries) >= 2:
-            # Early ack acks at the start (celery/worker/request.py on_accepted), not at
-            # receipt: a retry that waits in the prefetch buffer behind busy slots is
-            # unacked, and the visibility timeout gives it back (kombu/transport/redis.py
-            # restore_visible), so two copies run and each publishes the next retry.
-            # Found by the full matrix of 2026-12-07 (docs/findings/delivery.md).
+        # Early ack acks at the start (celery/worker/request.py on_accepted), not at
+        # receipt: a retry that waits in the prefetch buffer behind busy slots is
+        # unacked, and the visibility timeout gives it back (kombu/transport/redis.py
+        # restore_visible). Two copies run; each publishes the next retry if it has
+        # one. Found by the full matrix of 2026-12-07 (docs/findings/delivery.md).
+        waiting_retry_restored = c.broker == "redis" and c.concurrency >= 2
+        if waiting_retry_restored and min(c.retries, c.max_retries) >= 2:
             return "violated", (
                 "early ack acks when a run starts: a retry waiting behind busy slots is "
                 "unacked, a visibility timeout hands it out again, both copies retry"
@@ -222,7 +223,7 @@ def _rule(config: DeliveryConfig, prop: str) -> tuple[Prediction, str]:
             "early ack: a run's message is acked before it publishes its retry, and "
             + (
                 "no retry is published twice (the copies of the last retry give up)"
-                if c.broker == "redis" and c.concurrency >= 2
+                if waiting_retry_restored
                 else "a waiting retry comes back only if its holder dies"
             )
         )

@@ -13,6 +13,7 @@ from model.delivery_properties import (
     exactly_one_effect,
     expected,
     no_lost_message,
+    one_lineage,
     why,
 )
 
@@ -255,8 +256,6 @@ def test_two_lineages_each_publish_a_fresh_retry_message() -> None:
     ]  # fmt: skip
     mismatches = [m for m in check_delivery(c, events) if "redelivered" in m.expected]
     assert mismatches == []
-    from model.delivery_properties import one_lineage
-
     assert one_lineage(events)  # the old message ran after publishing its retry
 
 
@@ -320,8 +319,6 @@ def test_early_ack_a_waiting_retry_restored_by_the_visibility_timeout_runs_twice
         h.Finished("t1#2", "ok"), h.Started("t1#3", "t1", "w1.t1", True, 1),
         h.RetryPublished("t1#3", "t1", 2), h.Received("t1", "w1", False, 2),
     ]  # fmt: skip
-    from model.delivery_properties import one_lineage
-
     assert [m for m in check_delivery(c, events) if "deliver" in m.expected] == []
     no_vt = [e for e in events if not isinstance(e, h.VisibilityTimeout)]
     assert "no further delivery" in [m.expected for m in check_delivery(c, no_vt)]
