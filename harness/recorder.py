@@ -227,4 +227,6 @@ def message_report(ctl: Controller, kind: str, msg: dict[str, Any], cid: int) ->
     if kind in ("recv", "ack", "reject"):
         what = "recv" if kind == "recv" else "settle"
         m.log.append((what, msg["worker"], msg["tag"], msg.get("seq")))
+        if msg.get("qos") is not None:
+            m.qos[(msg["worker"], msg["seq"])] = msg["qos"]
     MESSAGE_REPORTS[kind](ctl, m, msg, cid)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from properties.compare import key
-from properties.timeline import renumbered
+from properties.timeline import canonical
 
 Row = dict[str, Any]
 # What must not change from run to run (timings may).
@@ -75,7 +75,7 @@ def changes(runs: Sequence[Sequence[Row]]) -> list[Change]:
             for n, row in sorted(by_run.items()):
                 value = row.get(field)
                 if field == "counterexample" and isinstance(value, str):
-                    value = renumbered(value)  # example numbers depend on the rows before
+                    value = canonical(value)  # example numbers, concurrent reports' order
                 for seen_runs, seen in values:
                     if seen == value:
                         seen_runs.append(n)

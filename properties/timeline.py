@@ -263,6 +263,29 @@ def renumbered(text: str) -> str:
     return re.sub(r"\b(invoice:|o|state:|beat)\d+\b", r"\1N", text)
 
 
+# A line of ``render`` that is a broker's or a result backend's report (lane "-").
+_REPORT = re.compile(r"^(..)\s*\d+  -\s+((?:broker|backend): .*)$")
+
+
+def canonical(text: str) -> str:
+    """``renumbered``, with each run of adjacent broker and backend reports in a fixed
+    order: they arrive over several connections (an ack on the worker's broker channel,
+    a state from whichever process wrote it), so two runs of one scenario can list
+    them in either order (seen: ``t2 acked`` and ``t2 -> STARTED`` swapped). What a
+    soak compares, so that order is not counted as a change; the rest keeps its place."""
+    out: list[str] = []
+    block: list[str] = []
+    for line in renumbered(text).splitlines():
+        m = _REPORT.match(line)
+        if m:
+            block.append(f"{m.group(1)}      -            {m.group(2)}")
+            continue
+        out += sorted(block)
+        block = []
+        out.append(line)
+    return "\n".join(out + sorted(block))
+
+
 def anonymous(text: str) -> str:
     """``renumbered``, and which pool child (w1.c2) the parent handed a task to when
     several were idle: Celery's choice. Outcomes — who acquired, what was created —

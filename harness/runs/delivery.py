@@ -249,6 +249,10 @@ class DeliveryRunner(Runner[DeliveryRun]):
         except HarnessError as exc:
             raise HarnessError(f"{exc} (still waiting: {self._waiting})") from None
         ctl = self.cluster.controller
+        if self.config.broker == "redis":
+            for w in [self.worker, *self.draining]:
+                if why := accounting.qos_disagreement(ctl.messages.values(), w.hostname):
+                    raise HarnessError(why)
         for task, g in sorted(ctl.held.items()):
             if task not in self._held_seen:
                 self._held_seen.add(task)

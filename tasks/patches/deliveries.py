@@ -44,9 +44,10 @@ def install(worker: str) -> None:
         info = request.delivery_info or {}
         level = int((request._request_dict or {}).get("retries") or 0)
         tag = request.message.delivery_tag
+        place, count = seq.appended.get(tag, (None, None))
         points.notify(
             "recv", id=request.id, worker=worker, redelivered=bool(info.get("redelivered")),
-            level=level, tag=str(tag), seq=seq.appended.get(tag),
+            level=level, tag=str(tag), seq=place, qos=count,
         )  # fmt: skip
 
     signals.task_received.connect(received, weak=False)
@@ -58,7 +59,7 @@ def install(worker: str) -> None:
     def acknowledge(self: Any, multiple: bool = False) -> None:
         tid = (self.headers or {}).get("id")
         try:
-            place, _ = seq.settled(lambda: ack(self, multiple=multiple))
+            place, _, count = seq.settled(lambda: ack(self, multiple=multiple))
         except Exception as exc:
             # The channel the delivery came on is gone (the connection dropped):
             # Celery logs "Couldn't ack"; the broker has given the message back.
@@ -69,17 +70,19 @@ def install(worker: str) -> None:
                 )  # fmt: skip
             raise
         if tid is not None:
-            points.notify("ack", id=tid, worker=worker, tag=str(self.delivery_tag), seq=place)
+            points.notify(
+                "ack", id=tid, worker=worker, tag=str(self.delivery_tag), seq=place, qos=count
+            )
 
     def rejected(self: Any, requeue: bool = False) -> None:
-        place, restored = seq.settled(lambda: reject(self, requeue=requeue))
+        place, restored, count = seq.settled(lambda: reject(self, requeue=requeue))
         if (tid := (self.headers or {}).get("id")) is not None:
             # Whether a copy went back: RabbitMQ requeues what it is asked to; Redis
             # only what its unacked hash still held.
             back = requeue if place is None else restored > 0
             points.notify(
                 "reject", id=tid, worker=worker, requeue=requeue, tag=str(self.delivery_tag),
-                seq=place, back=back,
+                seq=place, back=back, qos=count,
             )  # fmt: skip
 
     def failed(self: Any, exc_info: Any, *args: Any, **kwargs: Any) -> Any:

@@ -6,7 +6,10 @@ restored copy keeps its tag, so whether the worker may take another message depe
 on the order of those calls. The threads pool acks in its own thread and reports on
 its own connection, so the reports reach the controller in any order; each carries
 its place in this process's order instead (a number taken under one lock with the
-QoS call itself). Used by the delivery reports (tasks/patches/deliveries.py).
+QoS call itself), and what the QoS counts against the prefetch right after the call
+(``len(_delivered) - len(_dirty)``, what ``can_consume`` compares), which the harness
+checks its own account against. Used by the delivery reports
+(tasks/patches/deliveries.py).
 """
 
 from __future__ import annotations
@@ -20,20 +23,25 @@ class QosOrder:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.next = 0
-        self.appended: dict[Any, int] = {}  # tag -> place of its latest append
-        self.local = threading.local()  # .last: this thread's latest ack or reject
+        self.appended: dict[Any, tuple[int, int]] = {}  # tag -> (place, count): latest append
+        self.local = threading.local()  # .last, .count: this thread's latest ack or reject
 
     def take(self) -> int:
         self.next += 1
         return self.next
 
-    def settled(self, call: Callable[[], Any]) -> tuple[int | None, int]:
+    def settled(self, call: Callable[[], Any]) -> tuple[int | None, int, int | None]:
         """Run an ack or reject: its place, if it went through the virtual QoS
-        (Redis: yes; RabbitMQ keeps its QoS in the broker), and how many messages it
-        pushed back to the queue (Redis)."""
-        self.local.last, self.local.restored = None, 0
+        (Redis: yes; RabbitMQ keeps its QoS in the broker), how many messages it
+        pushed back to the queue (Redis), and the QoS's count after it."""
+        self.local.last, self.local.restored, self.local.count = None, 0, None
         call()
-        return self.local.last, self.local.restored
+        return self.local.last, self.local.restored, self.local.count
+
+
+def counted(qos: Any) -> int:
+    """What kombu's virtual QoS counts against the prefetch (``QoS.can_consume``)."""
+    return len(qos._delivered) - len(qos._dirty)
 
 
 def install() -> QosOrder:
@@ -48,17 +56,17 @@ def install() -> QosOrder:
     def appended(self: Any, message: Any, delivery_tag: Any) -> None:
         with order.lock:
             append(self, message, delivery_tag)
-            order.appended[delivery_tag] = order.take()
+            order.appended[delivery_tag] = (order.take(), counted(self))
 
     def acked(self: Any, delivery_tag: Any) -> None:
         with order.lock:
             ack(self, delivery_tag)
-            order.local.last = order.take()
+            order.local.last, order.local.count = order.take(), counted(self)
 
     def rejected(self: Any, delivery_tag: Any, requeue: bool = False) -> None:
         with order.lock:
             reject(self, delivery_tag, requeue=requeue)
-            order.local.last = order.take()
+            order.local.last, order.local.count = order.take(), counted(self)
 
     def restore(self: Any, *args: Any, **kwargs: Any) -> Any:
         # Called only when the unacked entry is still there: a reject with requeue

@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
+from model import history as h
 from properties import soak
+from properties.timeline import canonical, render
 
 
 def row(verdict: str = "holds", passed: bool = True, examples: int = 10, **kw: Any) -> dict:
@@ -105,3 +107,27 @@ def test_example_numbering_in_a_counterexample_is_no_change() -> None:
     assert soak.changes([[a], [b]]) == []
     c = row("violated", counterexample="invoices for o40-t2: 2\nkey 9e0f3c-state:40, invoice:40")
     assert [x.field for x in soak.changes([[a], [c]])] == ["counterexample"]
+
+
+def _timeline(*reports: h.Event) -> str:
+    events = [h.Submitted("t2"), *reports, h.FinalState("t2", "SUCCESS")]
+    acks = [i for i, e in enumerate(events) if isinstance(e, h.Acked)]
+    return "VIOLATED\n" + render(events, marks=acks[:1])  # the mark goes with its event
+
+
+def test_concurrent_reports_in_either_order_are_no_change() -> None:
+    # Seen in a real soak: an ack on the broker channel and a state write on the
+    # backend arrived in either order between two runs of one scenario.
+    ack, started = h.Acked("t2"), h.StateWritten("t2", "STARTED")
+    a, b = _timeline(ack, started), _timeline(started, ack)
+    assert a != b and canonical(a) == canonical(b)
+    found = soak.changes([[row("violated", counterexample=a)], [row("violated", counterexample=b)]])
+    assert found == []
+
+
+def test_reports_that_move_past_another_event_are_a_change() -> None:
+    # Only adjacent reports are unordered: an ack before or after a run's step is not.
+    ack, step = h.Acked("t2"), h.Point("t2", "p1")
+    a, b = _timeline(ack, step), _timeline(step, ack)
+    assert canonical(a) != canonical(b)
+    assert canonical(_timeline(ack, ack)) != canonical(_timeline(ack))  # counts matter
