@@ -24,6 +24,7 @@ from harness.runs.delivery import DeliveryRun
 from model import history as h
 from model.canvas_config import TASKS, CanvasConfig
 from model.canvas_properties import PROPERTIES, VIOLATIONS, check, rule
+from model.canvas_unlock import UNLOCK
 from model.verdict import Prediction
 from properties import matrix, profiles
 from properties.delivery import Attack
@@ -59,6 +60,14 @@ def shapes(config: CanvasConfig) -> list[tuple[str, int, Attack]]:
         for kill in kills:
             head = ["submit", *["step t1"] * k, kill, after]
             found.append((f"{kill} at {where!r}", tasks, Attack(kill, head, False)))
+    if config.shape == "chord" and config.join == "db":
+        # The chord_unlock poll killed once it published the body (the header ended
+        # first: its points, then the poll's step that finds the chord ready). The
+        # search missed it on RabbitMQ in the full matrix of 2026-12-07.
+        to_ready = ["submit", *["step t1"] * len(HEADER_POINTS), f"step {UNLOCK}"]
+        for kill in (f"kill {UNLOCK}", f"kill-main {UNLOCK}"):
+            head = [*to_ready, kill, after]
+            found.append((f"{kill} at 'published'", tasks, Attack(kill, head, False)))
     if config.retry:
         to_t2 = ["submit", *["step t1"] * (len(STEP_POINTS) + 1)]  # t1 to its end
         for k, where in enumerate(RETRY_POINTS, start=1):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from properties.compare import read_json
+from properties.merge import failing
 
 Row = dict[str, Any]
 COLUMNS = ("area", "property", "config", "expected", "verdict", "reason", "examples", "seconds")
@@ -37,11 +38,13 @@ def line(row: Row) -> list[str]:
 
 
 def summary(rows: list[Row]) -> str:
+    """Counts per verdict; harness errors and the other rows that fail a merge (a
+    shipped broken example caught is not one: ``properties.merge.failing``)."""
     verdicts = Counter(r.get("verdict", "?") for r in rows)
     errors = sum(1 for r in rows if r.get("verdict") == "harness error")
-    disagree = sum(1 for r in rows if "claim" not in r and r.get("passed") is False) - errors
+    others = len(failing(rows)) - errors
     shown = ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items()))
-    return f"{len(rows)} rows: {shown}; {errors} harness errors, {disagree} other failures"
+    return f"{len(rows)} rows: {shown}; {errors} harness errors, {others} other failures"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -141,6 +141,17 @@ def test_a_shipped_broken_example_caught_is_what_its_self_test_wants(
     assert "1 shipped broken examples caught" in capsys.readouterr().out
 
 
+def test_a_shipped_broken_canvas_caught_is_expected_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Seen in the full matrix of 2026-12-07: the canvas plug-in's spec is ``plugin``.
+    config = {"shape": "custom", "plugin": "examples.canvas.ship_twice:make_canvas"}
+    row = {"property": "effects-once", "config": config, "verdict": "violated",
+           "passed": False, "reason": "broken"}  # fmt: skip
+    assert run(tmp_path, shard(tmp_path, "a.json", [row]))[0] == 0
+    assert "1 shipped broken examples caught" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     "lock",
     [

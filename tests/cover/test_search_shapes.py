@@ -153,3 +153,17 @@ def test_shrinking_stops_after_its_calls_and_repeats() -> None:
         assert smaller == 1000 and small > smaller
     finally:
         settings.load_profile(was)
+
+
+def test_a_database_chord_is_attacked_at_its_poll_after_the_publish() -> None:
+    """The chord_unlock poll that published the body, killed (the child, or the main
+    process): the shape the full matrix's search missed on RabbitMQ."""
+    from model.canvas_config import CanvasConfig
+    from properties.canvas import shapes
+
+    db = {name: attack.head for name, _, attack in shapes(CanvasConfig("amqp", join="db"))}
+    poll = ["submit", *["step t1"] * 4, "step t8"]
+    assert db["kill-main t8 at 'published'"] == [*poll, "kill-main t8", "expire"]
+    assert db["kill t8 at 'published'"] == [*poll, "kill t8", "expire"]
+    zset = {name for name, _, _ in shapes(CanvasConfig("redis"))}
+    assert not any("t8" in name for name in zset)  # no poll without the database backend
