@@ -27,8 +27,9 @@ class Message:
     published: int = 0  # retry messages the task's runs published (same task id)
     closed: int = 0  # deliveries handed back by the broker itself (vt, dead connection)
     skipped: list[str] = field(default_factory=list)  # workers that skipped a delivery
-    # (worker, place) -> kombu's count after that call (places count per worker process)
-    qos: dict[tuple[str, int], int] = field(default_factory=dict)
+    # (worker, place) -> (kombu's count after that call, which QoS: one per channel);
+    # places count per worker process
+    qos: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
 
     def outstanding(self, worker: str) -> int:
         """Deliveries ``worker`` received and has not acked or rejected."""
@@ -41,7 +42,9 @@ class Message:
         uncounts them all (kombu/transport/virtual/base.py ``QoS.can_consume``). The
         last call on a tag decides, in the order the worker made the calls (its
         reports arrive on several connections, in any order:
-        tasks/patches/qos_order.py)."""
+        tasks/patches/qos_order.py). Only where some call has no place (a failed ack):
+        ``held`` plays every message's calls together otherwise (``qos_count``), which
+        also counts what kombu's deferred flush does across messages."""
         mine = [e for e in self.log if e[1] == worker]
         if all(e[3] is not None for e in mine):
             mine.sort(key=lambda e: e[3] or 0)
@@ -58,20 +61,31 @@ class Message:
 
 def held(messages: Iterable[Message], worker: str, broker: str) -> int:
     """The deliveries ``worker``'s channel counts against its prefetch: kombu's virtual
-    QoS on Redis (``qos_count`` over every message's calls, in the worker's order);
-    AMQP counts every unacked delivery."""
+    QoS on Redis (``qos_count`` over the calls through the channel it consumes on now,
+    every message's, in the worker's order); AMQP counts every unacked delivery."""
     if broker != "redis":
         return sum(m.outstanding(worker) for m in messages)
     messages = list(messages)
-    calls = _calls(messages, worker)
-    if any(place is None for place, _, _ in calls):  # a failed ack has no place
+    calls = _current(messages, worker)
+    if calls is None:  # a call with no place (a failed ack) or no QoS number
         return sum(m.held_by(worker) for m in messages)
-    return qos_count([(kind, tag) for _, kind, tag in sorted(calls)])
+    return qos_count([(kind, tag) for _, kind, tag in calls])
 
 
-def _calls(messages: list[Message], worker: str) -> list[tuple[int | None, str, str]]:
-    """(place, recv|settle, tag) of every QoS call ``worker`` reported, any message."""
-    return [(at, kind, tag) for m in messages for kind, who, tag, at in m.log if who == worker]
+def _current(messages: list[Message], worker: str) -> list[tuple[int, str, str]] | None:
+    """``worker``'s QoS calls through its latest channel, in its order: a worker that
+    reconnected (a dropped connection) settles its old deliveries through the old
+    channel's QoS, which no longer counts for what it may take."""
+    channel = {k[1]: v[1] for m in messages for k, v in m.qos.items() if k[0] == worker}
+    calls = []
+    for m in messages:
+        for kind, who, tag, place in m.log:
+            if who == worker:
+                if place is None or place not in channel:
+                    return None
+                calls.append((place, kind, tag))
+    newest = max(channel.values(), default=0)  # numbered as the worker made them
+    return sorted(c for c in calls if channel[c[0]] == newest)
 
 
 def qos_count(calls: Iterable[tuple[str, str]]) -> int:
@@ -100,17 +114,17 @@ def qos_disagreement(messages: Iterable[Message], worker: str) -> str | None:
     call of the example, Redis) differ: the worker could take a message the settle
     would not wait for, so the next move would race its arrival."""
     messages = list(messages)
-    places = [place for place, _, _ in _calls(messages, worker)]
-    if not places or None in places:
+    calls = _current(messages, worker)
+    if not calls:
         return None
-    last = max(p for p in places if p is not None)
-    real = next((m.qos[(worker, last)] for m in messages if (worker, last) in m.qos), None)
-    ours = held(messages, worker, "redis")
-    if real is None or real == ours:
+    last = calls[-1][0]
+    real = next(m.qos[(worker, last)][0] for m in messages if (worker, last) in m.qos)
+    ours = qos_count([(kind, tag) for _, kind, tag in calls])
+    if real == ours:
         return None
     return (
         f"kombu's QoS on {worker} counts {real} deliveries against the prefetch, the "
-        f"harness {ours} (calls in the worker's order: {sorted(_calls(messages, worker))})"
+        f"harness {ours} (calls through its channel, in the worker's order: {calls})"
     )
 
 

@@ -228,5 +228,6 @@ def message_report(ctl: Controller, kind: str, msg: dict[str, Any], cid: int) ->
         what = "recv" if kind == "recv" else "settle"
         m.log.append((what, msg["worker"], msg["tag"], msg.get("seq")))
         if msg.get("qos") is not None:
-            m.qos[(msg["worker"], msg["seq"])] = msg["qos"]
+            count, channel = msg["qos"]
+            m.qos[(msg["worker"], msg["seq"])] = (int(count), int(channel))
     MESSAGE_REPORTS[kind](ctl, m, msg, cid)

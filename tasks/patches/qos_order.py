@@ -7,30 +7,37 @@ on the order of those calls. The threads pool acks in its own thread and reports
 its own connection, so the reports reach the controller in any order; each carries
 its place in this process's order instead (a number taken under one lock with the
 QoS call itself), and what the QoS counts against the prefetch right after the call
-(``len(_delivered) - len(_dirty)``, what ``can_consume`` compares), which the harness
-checks its own account against. Used by the delivery reports
+(``len(_delivered) - len(_dirty)``, what ``can_consume`` compares) with the QoS's own
+number: each channel has its own, and a reconnected worker acks its old deliveries
+through the old one. The harness checks its own account against them. Used by the delivery reports
 (tasks/patches/deliveries.py).
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable
 from typing import Any
+
+_QOS = itertools.count(1)
+
+
+Counted = list[int]  # [count, QoS number]: a report's ``qos`` (JSON)
 
 
 class QosOrder:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.next = 0
-        self.appended: dict[Any, tuple[int, int]] = {}  # tag -> (place, count): latest append
+        self.appended: dict[Any, tuple[int, Counted]] = {}  # tag -> its latest append
         self.local = threading.local()  # .last, .count: this thread's latest ack or reject
 
     def take(self) -> int:
         self.next += 1
         return self.next
 
-    def settled(self, call: Callable[[], Any]) -> tuple[int | None, int, int | None]:
+    def settled(self, call: Callable[[], Any]) -> tuple[int | None, int, Counted | None]:
         """Run an ack or reject: its place, if it went through the virtual QoS
         (Redis: yes; RabbitMQ keeps its QoS in the broker), how many messages it
         pushed back to the queue (Redis), and the QoS's count after it."""
@@ -39,9 +46,12 @@ class QosOrder:
         return self.local.last, self.local.restored, self.local.count
 
 
-def counted(qos: Any) -> int:
-    """What kombu's virtual QoS counts against the prefetch (``QoS.can_consume``)."""
-    return len(qos._delivered) - len(qos._dirty)
+def counted(qos: Any) -> Counted:
+    """What kombu's virtual QoS counts against the prefetch (``QoS.can_consume``), and
+    which QoS (channel) it is, numbered in this process."""
+    if not hasattr(qos, "_suite_number"):
+        qos._suite_number = next(_QOS)
+    return [len(qos._delivered) - len(qos._dirty), qos._suite_number]
 
 
 def install() -> QosOrder:

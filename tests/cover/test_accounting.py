@@ -44,27 +44,46 @@ def test_a_tag_settled_twice_across_an_append_is_uncounted_twice() -> None:
     assert last_call_per_tag.held_by("w") == 1  # what the harness counted before
 
 
+def message(task: str, *calls: tuple[str, str, str, int | None, int, int]) -> Message:
+    """A message's QoS calls as the worker reports them: (recv|settle, worker, tag,
+    place, kombu's count after it, which channel's QoS)."""
+    m = Message(task)
+    for kind, worker, tag, place, count, channel in calls:
+        m.log.append((kind, worker, tag, place))
+        if place is not None:
+            m.qos[(worker, place)] = (count, channel)
+    return m
+
+
 def test_held_orders_every_messages_calls_by_the_workers_places() -> None:
-    t1 = Message("t1", log=[("recv", "w", "a", 1), ("recv", "w", "a", 2), ("settle", "w", "a", 3),
-                            ("settle", "w", "a", 5)])  # fmt: skip
-    t2 = Message("t2", log=[("recv", "w", "b", 4), ("recv", "other", "c", 1)])
-    assert held([t1, t2], "w", "redis") == 0
+    t1 = message("t1", ("recv", "w", "a", 1, 1, 1), ("recv", "w", "a", 2, 1, 1),
+                 ("settle", "w", "a", 3, 0, 1), ("settle", "w", "a", 5, 0, 1))  # fmt: skip
+    t2 = message("t2", ("recv", "w", "b", 4, 1, 1), ("recv", "other", "c", 1, 1, 1))
+    assert held([t1, t2], "w", "redis") == 0  # kombu: a flushed at b's append, then dirty
     assert held([t1, t2], "other", "redis") == 1
-    # Places missing (a failed ack): each message's calls in arrival order, as before.
+    # A place missing (a failed ack): each message's calls in arrival order, as before.
     t2.log.append(("settle", "w", "b", None))
     assert held([t1, t2], "w", "redis") == 0
     # RabbitMQ keeps the count in the broker: every unacked delivery.
     assert held([t1, t2], "w", "amqp") == t1.outstanding("w") + t2.outstanding("w")
 
 
+def test_a_reconnected_worker_counts_only_its_new_channel() -> None:
+    # Seen in the connection-loss claim: the worker reconnects, takes the restored copy
+    # on its new channel (QoS 2), and acks the first delivery on the old one (QoS 1),
+    # whose count kombu reports as -1; the new channel still holds a.
+    t1 = message("t1", ("recv", "w", "a", 7, 1, 1), ("recv", "w", "a", 8, 1, 2),
+                 ("settle", "w", "a", 9, -1, 1))  # fmt: skip
+    assert held([t1], "w", "redis") == 1
+    assert qos_disagreement([t1], "w") is None  # the new channel's count is kombu's: 1
+
+
 def test_the_disagreement_names_the_worker_and_its_calls() -> None:
     # Places count per worker process: w2's place 2 is not w1's.
-    t1 = Message("t1", log=[("recv", "w1", "a", 1), ("settle", "w1", "a", 2)],
-                 qos={("w1", 1): 1, ("w1", 2): 0, ("w2", 2): 1})  # fmt: skip
-    t1.log += [("recv", "w2", "b", 1), ("recv", "w2", "c", 2)]
+    t1 = message("t1", ("recv", "w1", "a", 1, 1, 1), ("settle", "w1", "a", 2, 0, 1),
+                 ("recv", "w2", "b", 1, 1, 1), ("recv", "w2", "c", 2, 2, 1))  # fmt: skip
     assert qos_disagreement([t1], "w1") is None
-    t1.qos[("w2", 2)] = 2
     assert qos_disagreement([t1], "w2") is None
-    t1.qos[("w2", 2)] = 1  # kombu counts one fewer than the harness
+    t1.qos[("w2", 2)] = (1, 1)  # kombu counts one fewer than the harness
     why = qos_disagreement([t1], "w2")
     assert why is not None and "counts 1" in why and "the harness 2" in why
