@@ -14,19 +14,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from properties.compare import read_json
-from properties.merge import failing
+from properties.merge import BadInput, failing, is_claim, load
 
 Row = dict[str, Any]
 COLUMNS = ("area", "property", "config", "expected", "verdict", "reason", "examples", "seconds")
 
 
-class BadInput(Exception):
-    """A file the ledger cannot read; the message is the one line printed."""
-
-
 def line(row: Row) -> list[str]:
-    if "claim" in row:
+    if is_claim(row):
         broker = str(row.get("config", {}).get("broker", ""))
         cells = ["semantics", row["claim"], broker, "confirmed", row.get("verdict", "?"),
                  row.get("detail") or "", "", ""]  # fmt: skip
@@ -54,10 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     try:
         for path in args.files:
-            found = read_json(path, BadInput)
-            if not isinstance(found, list):
-                raise BadInput(f"{path}: not a findings report (a JSON list of rows)")
-            rows += found
+            rows += load(path)
     except BadInput as exc:
         print(f"ledger: {exc}", file=sys.stderr)
         return 2

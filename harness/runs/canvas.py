@@ -90,7 +90,7 @@ class CanvasRunner(DeliveryRunner):
     def enabled(self, run: DeliveryRun, tasks: int) -> list[str]:
         if self._polls_forever(run):
             return []  # the example is over: chord_unlock would poll the same forever
-        if self._polls_wait_for_vt(run):
+        if self._polls_wait_for_vt():
             return ["vt"]
         moves = super().enabled(run, 1)  # one submit: the whole canvas
         amqp = self.config.broker == "amqp" and "vt" in self.allowed
@@ -129,7 +129,7 @@ class CanvasRunner(DeliveryRunner):
         headers = [ctl.messages[tid] for t, tid in run.task_ids.items() if t not in (BODY, UNLOCK)]
         if any(m.owed() > 0 for m in headers):
             return False
-        if {ctl.messages[i].task for i in self._unacked()} - {UNLOCK}:
+        if self._header_unacked():
             return False
         return not all("SUCCESS" in m.states or m.states[-1:] == ["FAILURE"] for m in headers)
 
@@ -138,7 +138,7 @@ class CanvasRunner(DeliveryRunner):
         live = self.cluster.controller.live()
         return bool(live) and all(e.task == UNLOCK and e.state == "parked" for e in live)
 
-    def _polls_wait_for_vt(self, run: DeliveryRun) -> bool:
+    def _polls_wait_for_vt(self) -> bool:
         """Only chord_unlock polls run, a header's message waits unacked for the
         visibility timeout (its worker died), and the scenario's own ``vt`` moves are
         used up: the polls would retry until the move bound (seen in the full matrix:
@@ -148,6 +148,10 @@ class CanvasRunner(DeliveryRunner):
             return False
         if self._counts["vt"] < MAX_VT or not self._only_polls():
             return False
+        return self._header_unacked()
+
+    def _header_unacked(self) -> bool:
+        """Some message other than a poll's waits unacked for a visibility timeout."""
         ctl = self.cluster.controller
         return bool({ctl.messages[i].task for i in self._unacked()} - {UNLOCK})
 

@@ -9,8 +9,8 @@ its place in this process's order instead (a number taken under one lock with th
 QoS call itself), and what the QoS counts against the prefetch right after the call
 (``len(_delivered) - len(_dirty)``, what ``can_consume`` compares) with the QoS's own
 number: each channel has its own, and a reconnected worker acks its old deliveries
-through the old one. The harness checks its own account against them. Used by the delivery reports
-(tasks/patches/deliveries.py).
+through the old one. The harness checks its own account against them. Used by the
+delivery reports (tasks/patches/deliveries.py).
 """
 
 from __future__ import annotations
