@@ -287,7 +287,11 @@ def _more(config: pytest.Config) -> str:
     return "To run more:\n" + "\n".join(f"  {h}" for h in hints)
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    # First: pluggy skips the hooks after one that raises, and xdist's teardown of its
+    # nodes raised after a Ctrl-C ("cannot send (already closed?)"): the rows done are
+    # written before it runs.
     f = session.config.stash[findings.KEY]
     if f:
         f.write()

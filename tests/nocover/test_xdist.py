@@ -55,3 +55,36 @@ def test_a_shared_server_url_is_refused_under_xdist() -> None:
     assert done.returncode == 4, done.stdout[-2000:] + done.stderr[-2000:]
     assert "SUITE_BROKER_URL set with pytest-xdist" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# A plug-in whose session-finish hook raises as xdist's did after a Ctrl-C: its
+# DSession tears the nodes down there (`teardown_nodes`) and execnet raised
+# "OSError: cannot send (already closed?)". Registered at configure time, as DSession
+# is, so pluggy calls it before hooks registered earlier and skips them once it raises.
+RAISING_TEARDOWN = """
+import pytest
+
+class Teardown:
+    def pytest_sessionfinish(self):
+        raise OSError("cannot send (already closed?)")
+
+def pytest_configure(config):
+    config.pluginmanager.register(Teardown(), "raising-teardown")
+"""
+
+
+def test_a_failing_teardown_of_the_workers_still_writes_the_findings(tmp_path: Path) -> None:
+    """The rows already done are written even when a session-finish hook of another
+    plug-in raises (seen 2026-12-07: a Ctrl-C of `nox -s suite` wrote no findings)."""
+    (tmp_path / "raising_teardown.py").write_text(RAISING_TEARDOWN)
+    out = tmp_path / "findings.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/properties/test_state.py", "-q",
+         "-p", "no:cacheprovider", "-p", "raising_teardown", "--matrix", "ci",
+         "-k", "eager/module and no-lost-update-locked", "--findings", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+        env={**_clean_env(), "PYTHONPATH": str(tmp_path)},
+    )  # fmt: skip
+    assert "cannot send (already closed?)" in done.stdout + done.stderr  # it did raise
+    assert out.exists(), done.stdout[-3000:] + done.stderr[-2000:]
+    assert [r["property"] for r in json.loads(out.read_text())] == ["no-lost-update-locked"]
