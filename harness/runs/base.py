@@ -58,6 +58,7 @@ class Runner(Generic[R]):
 
     max_moves: int
     worker: Worker
+    failed: HarnessError | None = None  # the harness error that ended this example
 
     def __init__(self, cluster: Cluster, config: Any, spec: WorkerSpec, capacity: int) -> None:
         self.cluster = cluster
@@ -74,12 +75,16 @@ class Runner(Generic[R]):
         with timing.phase("reset"):
             run = self._new_run(tasks, n, ctl.begin_example())  # forgets the dead processes
             self._begin(run, n)
+        self.failed = None
         try:
             with timing.phase("before moves"):
                 self._before_moves(run)
             play(run.moves, lambda: self.enabled(run, tasks), choose,
                  lambda move: self.apply(run, move), self.max_moves)  # fmt: skip
-        except BaseException:
+        except BaseException as e:
+            # Hypothesis ends examples by raising too (StopTest): only a HarnessError
+            # says the workers may not be what the harness believes.
+            self.failed = e if isinstance(e, HarnessError) else None
             with timing.phase("reset"):
                 self._after_error()
             raise
