@@ -18,7 +18,9 @@ from typing import Any, Generic, TypeVar
 
 from harness import timing
 from harness.cluster import Cluster
+from harness.controller import DEFAULT_TIMEOUT, Execution
 from harness.errors import HarnessError
+from harness.ordering import natural
 from harness.workers import Worker, WorkerSpec
 from model import history as h
 
@@ -59,6 +61,7 @@ class Runner(Generic[R]):
     max_moves: int
     worker: Worker
     failed: HarnessError | None = None  # the harness error that ended this example
+    start_timeout = DEFAULT_TIMEOUT  # seconds for a submitted task to start
 
     def __init__(self, cluster: Cluster, config: Any, spec: WorkerSpec, capacity: int) -> None:
         self.cluster = cluster
@@ -123,6 +126,26 @@ class Runner(Generic[R]):
 
     def _after_error(self) -> None:
         """A move failed: leave nothing behind for the next example."""
+
+    def _drain(self, movable: Callable[[list[Execution]], list[Execution]]) -> bool:
+        """End the example's executions: release those ``movable`` picks from the live
+        ones, lowest name first, until none is live. False when the workers are not to
+        be trusted with the next example: it ended in a harness error (a task that never
+        started is not live, and stalled every later submit on its worker, 2026-12-07),
+        or the drain itself failed."""
+        if self.failed is not None:
+            return False
+        ctl = self.cluster.controller
+        try:
+            for _ in range(self.max_moves):
+                parked = movable(ctl.live())
+                if not parked:
+                    break
+                ctl.release(min(parked, key=lambda e: natural(e.id)).id)
+            ctl.wait(lambda: not ctl.live(), "the last executions to end")
+        except HarnessError:
+            return False
+        return True
 
     def _after_moves(self) -> None:
         """After the moves, whether or not one failed."""

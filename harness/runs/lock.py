@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.cluster import Cluster
-from harness.controller import DEFAULT_TIMEOUT, Execution, Proc
+from harness.controller import Execution, Proc
 from harness.errors import HarnessError
 from harness.ordering import natural
 from harness.runs.base import Run, Runner
@@ -39,7 +39,6 @@ class LockRun(Run):
 class LockRunner(Runner[LockRun]):
     max_moves = MAX_MOVES
     config: LockConfig
-    start_timeout = DEFAULT_TIMEOUT  # seconds for a submitted task to start
 
     def __init__(self, cluster: Cluster, config: LockConfig, allowed: frozenset[str]) -> None:
         capacity = 1 if config.pool == "solo" else config.concurrency
@@ -155,26 +154,13 @@ class LockRunner(Runner[LockRun]):
         return ", ".join(f"{p.role} {p.name or p.pid}{' paused' * p.paused}" for p in procs)
 
     def _cleanup(self) -> None:
-        """Leave the worker idle for the next example, whatever happened in this one.
-
-        After a harness error the worker is replaced: it may hold what the harness
-        does not know of (a task that never started stalled every later submit on
-        it, each a 30 s timeout, 2026-12-07)."""
-        ctl = self.cluster.controller
+        """Leave the worker idle for the next example, or replace it (``_drain``)."""
         worker = self.worker
         if self.failed is None:
-            try:
-                for p in worker.processes():
-                    if p.paused:
-                        worker.resume(p)
-                for _ in range(MAX_MOVES):
-                    parked = [e for e in ctl.live() if e.state == "parked"]
-                    if not parked:
-                        break
-                    ctl.release(min(parked, key=lambda e: natural(e.id)).id)
-                ctl.wait(lambda: not ctl.live(), "the last executions to end")
-                return
-            except HarnessError:
-                pass
+            for p in worker.processes():
+                if p.paused:
+                    worker.resume(p)
+        if self._drain(lambda live: [e for e in live if e.state == "parked"]):
+            return
         worker.kill_main()
         self.worker = self.cluster.replace(self.spec)

@@ -106,7 +106,9 @@ class StateLoop(Runner[StateRun]):
     def _started(self, task: str) -> Execution:
         """Wait for ``task``'s execution to start, and return it."""
         ctl = self.cluster.controller
-        ctl.wait(lambda: ctl.started(task) is not None, f"{task} to start")
+        ctl.wait(
+            lambda: ctl.started(task) is not None, f"{task} to start", timeout=self.start_timeout
+        )
         ex = ctl.started(task)
         assert ex is not None
         return ex
@@ -151,21 +153,17 @@ class StateLoop(Runner[StateRun]):
         return e
 
     def _cleanup(self) -> None:
-        """Leave the worker idle for the next example, whatever happened in this one."""
-        ctl = self.cluster.controller
-        try:
-            for _ in range(MAX_MOVES):
-                live = ctl.live()
-                parked = [e for e in live if e.state == "parked" and not self._blocked(e, live)]
-                if not parked:
-                    break
-                ctl.release(min(parked, key=lambda e: natural(e.id)).id)
-            ctl.wait(lambda: not ctl.live(), "the last executions to end")
-        except HarnessError:
-            for worker in self.workers:
-                worker.kill_main()
-            self.workers = [self.cluster.replace(w.spec) for w in self.workers]
-            self.worker = self.workers[0]
+        """Leave the workers idle for the next example, or replace them (``_drain``)."""
+
+        def movable(live: list[Execution]) -> list[Execution]:
+            return [e for e in live if e.state == "parked" and not self._blocked(e, live)]
+
+        if self._drain(movable):
+            return
+        for worker in self.workers:
+            worker.kill_main()
+        self.workers = [self.cluster.replace(w.spec) for w in self.workers]
+        self.worker = self.workers[0]
 
 
 class StateRunner(StateLoop):
