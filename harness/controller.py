@@ -84,6 +84,11 @@ class Controller:
         self.aliases: dict[str, str] = {}  # celery worker name -> display alias (w1)
         self.expiries = 0
         self._accepting: set[str] = set()  # tasks the current example submitted
+        # Pool children as their parent sees them (tasks/patches/child_order.py): taken
+        # in, and jobs started in / results taken back from each, by pid.
+        self.up: set[int] = set()
+        self.started_on: dict[int, int] = {}
+        self.freed_on: dict[int, int] = {}
         self._attempts: dict[str, int] = {}
         self._conn_exec: dict[int, str] = {}
         self._conn_pid: dict[int, int] = {}
@@ -156,6 +161,10 @@ class Controller:
             self.adopted.add((msg["worker"], msg["queue"]))
         elif kind == "dropped":
             self.dropped[msg["worker"]] = self.dropped.get(msg["worker"], 0) + 1
+        elif kind == "up":
+            self.up.add(msg["pid"])
+        elif kind == "free":
+            self.freed_on[msg["pid"]] = self.freed_on.get(msg["pid"], 0) + 1
         elif kind == "hello":
             self._hello(cid, msg)
         elif kind == "gate":
@@ -233,6 +242,7 @@ class Controller:
             self._start(*item)
 
     def _start(self, cid: int, msg: dict[str, Any]) -> None:
+        self.started_on[msg["pid"]] = self.started_on.get(msg["pid"], 0) + 1
         task = msg["x"]
         tid = msg.get("id")
         if not task and tid in self.messages:  # a plug-in canvas's task: named by its id
@@ -407,9 +417,29 @@ class Controller:
     def procs_of(self, worker: str) -> list[Proc]:
         return [p for p in self.procs.values() if p.worker == worker and p.alive]
 
+    def unsettled(self, procs: list[Proc]) -> list[Proc]:
+        """The pool children among ``procs`` that the harness counts as free and their
+        parent does not: not taken in yet (``up``), or a job's result not taken back
+        (``free``) although the execution ended. Their parent would give the next job
+        to another child (tasks/patches/child_order.py)."""
+        busy = {e.pid for e in self.live()}
+        return [
+            p for p in procs
+            if p.role == "child" and p.pid not in busy and (
+                p.pid not in self.up
+                or self.started_on.get(p.pid, 0) > self.freed_on.get(p.pid, 0)
+            )
+        ]  # fmt: skip
+
     def forget_dead(self) -> None:
         """Drop processes known to be gone (keeps the table small across examples)."""
+        dead = {pid for pid, p in self.procs.items() if not p.alive}
         self.procs = {pid: p for pid, p in self.procs.items() if p.alive}
+        # Only the dead: a parent's "up" may come before its child's hello.
+        self.up -= dead
+        for pid in dead:
+            self.started_on.pop(pid, None)
+            self.freed_on.pop(pid, None)
 
     def describe(self) -> str:
         parts = [f"{e.id}@{e.process}:{e.state}:{e.point}" for e in self.executions.values()]

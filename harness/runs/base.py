@@ -127,6 +127,19 @@ class Runner(Generic[R]):
     def _after_error(self) -> None:
         """A move failed: leave nothing behind for the next example."""
 
+    def _settle_pool(self, worker: Worker) -> None:
+        """Before a task is sent to a prefork worker: every child there, and free in its
+        parent's eyes exactly when it is in the harness's, so which child takes the task
+        follows from the moves alone (tasks/patches/child_order.py)."""
+        if worker.spec.pool != "prefork":
+            return
+        ctl = self.cluster.controller
+        ctl.wait(
+            lambda: worker.ready() and not ctl.unsettled(worker.processes()),
+            f"{worker.spec.name}'s parent to take its children's results back",
+            timeout=self.start_timeout,
+        )
+
     def _drain(self, movable: Callable[[list[Execution]], list[Execution]]) -> bool:
         """End the example's executions: release those ``movable`` picks from the live
         ones, lowest name first, until none is live. False when the workers are not to

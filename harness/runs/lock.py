@@ -102,6 +102,7 @@ class LockRunner(Runner[LockRun]):
         worker = self.worker
         verb, _, target = move.partition(" ")
         if verb == "submit":
+            self._settle_pool(worker)
             self._counts["submit"] += 1
             task = f"t{self._counts['submit']}"
             ctl.accept(task)

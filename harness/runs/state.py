@@ -226,6 +226,7 @@ class StateRunner(StateLoop):
                     + (f", each followed by one of {self.queues}" if self.queues else "")
                 )
             worker = self.workers[self.queues.index(queue)] if queue else self.worker
+            self._settle_pool(worker)
             self.submitted += 1
             task = f"t{self.submitted}"
             ctl.accept(task)

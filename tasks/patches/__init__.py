@@ -8,6 +8,7 @@ that imports it (the sender, a worker's main process, before the pool forks).
 from __future__ import annotations
 
 from tasks.patches import (
+    child_order,
     deliveries,
     expiring_queues,
     fast_fork,
@@ -21,6 +22,7 @@ from tasks.settings import Settings
 
 def install_all(settings: Settings) -> None:
     pool_maintenance.install(settings.pool_maintain_period)
+    child_order.install()
     fast_fork.install()
     expiring_queues.install(settings.queue_expires_ms)
     restore_cadence.install()
