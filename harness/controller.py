@@ -170,6 +170,9 @@ class Controller:
         elif kind == "gate":
             self._gate(cid, msg)
         elif kind == "start":
+            # Once per job, here: a start that waits for its process's hello is deferred
+            # and goes through _start again.
+            self.started_on[msg["pid"]] = self.started_on.get(msg["pid"], 0) + 1
             self._receipts_first()
             self._start(cid, msg)
         else:
@@ -242,7 +245,6 @@ class Controller:
             self._start(*item)
 
     def _start(self, cid: int, msg: dict[str, Any]) -> None:
-        self.started_on[msg["pid"]] = self.started_on.get(msg["pid"], 0) + 1
         task = msg["x"]
         tid = msg.get("id")
         if not task and tid in self.messages:  # a plug-in canvas's task: named by its id

@@ -243,3 +243,24 @@ def test_worker_lost_tells_a_lost_child_from_a_retry_or_an_error() -> None:
     assert isinstance(info(WorkerLostError("lost")).exception, ExceptionWithTraceback)
     assert not worker_lost(info(Retry("again")))
     assert not worker_lost(info(ValueError("the task's own error")))
+
+
+def test_a_child_is_settled_once_its_parent_took_it_in_and_its_result_back(
+    ctl: Controller,
+) -> None:
+    """tasks/patches/child_order.py's reports: a start that waited for its process's
+    hello counts once, and the child is free for the next task only once its parent
+    said ``up`` and ``free``."""
+    ctl.accept("t1")
+    pid, cid = 4242, 99
+    ctl._apply(cid, {"t": "start", "x": "t1", "task": "t1", "pid": pid})  # before the hello
+    ctl._apply(cid, {"t": "hello", "role": "child", "pid": pid, "worker": "w@x", "index": 0})
+    assert ctl.started("t1") is not None and ctl.started_on[pid] == 1
+    child = ctl.procs[pid]
+    assert ctl.unsettled([child]) == []  # busy: the harness waits for it anyway
+    ctl._apply(cid, {"t": "end", "x": "t1", "status": "ok"})
+    assert ctl.unsettled([child]) == [child]  # not taken in, no result back
+    ctl._apply(0, {"t": "up", "pid": pid})
+    assert ctl.unsettled([child]) == [child]  # its result not back yet
+    ctl._apply(0, {"t": "free", "pid": pid})
+    assert ctl.unsettled([child]) == []
