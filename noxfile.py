@@ -177,7 +177,7 @@ def lint(session: nox.Session) -> None:
     _install(session, "dev")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
-    session.run("mypy", "model", "tasks", "harness", "properties", "examples")
+    session.run("mypy", "model", "tasks", "harness", "properties", "examples", "tests")
     # One-way imports, no circles (tests/cover/test_imports.py).
     session.run("pytest", "-q", "tests/cover/test_imports.py")
 

@@ -152,6 +152,10 @@ class FakeResources:
     def memcache(self) -> Any:
         raise AssertionError("the cookbook lock uses a Django cache only")
 
+    @property
+    def redis_url(self) -> str:
+        raise AssertionError("the cookbook lock uses a Django cache only")
+
     def cache(self, alias: str) -> FakeCache:
         return self.caches[alias]
 

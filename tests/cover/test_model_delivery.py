@@ -221,7 +221,7 @@ def test_every_prediction_has_a_reason() -> None:
             for ack in ("early", "late", "late+requeue"):
                 c = DeliveryConfig(
                     broker, "prefork", 2, ack != "early", ack == "late+requeue", effect=effect
-                )  # type: ignore[arg-type]
+                )
                 for prop in PROPERTIES:
                     assert why(c, prop)
 

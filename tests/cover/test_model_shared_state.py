@@ -93,8 +93,10 @@ def test_a_config_with_kills_predicts_as_kills_do() -> None:
         killed = StateConfig(pool, n, kills=True)  # type: ignore[arg-type]
         assert expected_verdict(killed, ryw) == "violated"
         assert expected_verdict(killed, ryw) == expected_verdict(
-            StateConfig(pool, n), ryw, kills=True
-        )  # type: ignore[arg-type]
+            StateConfig(pool, n),  # type: ignore[arg-type]
+            ryw,
+            kills=True,
+        )
     assert expected_verdict(StateConfig("prefork", 2, store="redis", kills=True), ryw) == "holds"
 
 

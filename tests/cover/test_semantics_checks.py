@@ -153,7 +153,7 @@ def test_the_delivery_model_refuses_settings_only_fixed_runs_check() -> None:
         {"gate": "accept"}, {"results": "db"},
     )  # fmt: skip
     for extra in fixed_only:
-        config = DeliveryConfig("redis", "prefork", 2, True, **extra)  # type: ignore[arg-type]
+        config = DeliveryConfig("redis", "prefork", 2, True, **extra)
         with pytest.raises(ValueError, match="predicts runs without"):
             DeliveryModel(config)
 

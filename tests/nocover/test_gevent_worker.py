@@ -17,8 +17,17 @@ import pytest
 from harness.cluster import Cluster
 from harness.workers import WorkerSpec
 from model import history as h
-from properties.scenario import StateScenario
+from model.config import StateConfig
+from properties.scenario import Line, StateScenario
 from properties.state import AREA
+
+
+def _state(text: str) -> Line[StateConfig]:
+    """A ``state`` line (the module-state area's; the eager and publish forms are not)."""
+    line = StateScenario.decode(text)
+    assert isinstance(line.config, StateConfig), text
+    return line  # type: ignore[return-value]  # Line is invariant in its config
+
 
 pytestmark = [pytest.mark.servers, pytest.mark.workers]
 
@@ -38,7 +47,7 @@ def test_a_gevent_worker_is_a_fresh_interpreter(cluster: Cluster) -> None:
 
 
 def test_two_greenlets_park_at_once_and_lose_an_update(cluster: Cluster) -> None:
-    run, failure = AREA.replay(cluster, StateScenario.decode(LOST))
+    run, failure = AREA.replay(cluster, _state(LOST))
     assert failure is not None and failure.kind == "invariant violated", failure
     assert "lost_updates" in failure.lines[0]
     assert {e.process for e in run.history.events if hasattr(e, "process")} == {"w1"}
@@ -51,7 +60,7 @@ def test_the_lock_keeps_the_second_greenlet_waiting(cluster: Cluster) -> None:
         "no-lost-update-locked state gevent/c2 tasks=2: submit incr-locked; step t1; step t1;"
         " submit incr-locked; step t2; step t2; step t1; step t2; step t2"
     )
-    run, failure = AREA.replay(cluster, StateScenario.decode(line))
+    run, failure = AREA.replay(cluster, _state(line))
     assert failure is None, failure.report()
     waits = [e for e in run.history.events if isinstance(e, h.Point) and e.name == "wait"]
     assert [e.execution for e in waits] == ["t2"]
@@ -63,6 +72,6 @@ def test_no_worker_process_init_on_gevent(cluster: Cluster) -> None:
     line = (
         "read-your-writes-across-tasks state gevent/c2/init7 tasks=1: submit read; step t1; step t1"
     )
-    run, failure = AREA.replay(cluster, StateScenario.decode(line))
+    run, failure = AREA.replay(cluster, _state(line))
     assert failure is None, failure.report()
     assert [e.observed for e in run.history.events if isinstance(e, h.Read)] == [0]

@@ -126,6 +126,7 @@ def test_postgres_restart_kills_the_children_the_postmaster_leaves(postgres: Pos
         return None
 
     child = wait_until(checkpointer, timeout=10, what="the postmaster's checkpointer")
+    assert child is not None
     assert os.getpgid(child.pid) != postgres.pid  # what makes killpg miss it
     child.send_signal(signal.SIGSTOP)
     postgres.restart()
