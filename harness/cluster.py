@@ -252,19 +252,26 @@ class Cluster:
             w.kill_main()
             w.stop()
 
-    def replace(self, spec: WorkerSpec, adopt: list[str] | None = None) -> Worker:
+    def replace(
+        self, spec: WorkerSpec, adopt: list[str] | None = None, alias: str | None = None
+    ) -> Worker:
         """The worker for ``spec`` died: promote the standby (started in the background
         after the previous replacement) and launch the next standby.
 
         ``adopt``: queues the dead worker consumed that the standby must now consume
         too (remote control ``add_consumer``), so what the broker gives back reaches
-        a worker: the "second worker" of a redelivery."""
+        a worker: the "second worker" of a redelivery. ``alias``: the standby's name in
+        the history, given before it adopts: the broker's redeliveries reach it at
+        once, and their receipts are named as they arrive (a soak run's receipts named
+        the dead ``w1``, 2026-12-07)."""
         waiting = self._standby.get(spec) or [self._new_worker(spec)]
         standby = waiting.pop(0)
         self._replaced[spec] = self._replaced.get(spec, 0) + 1
         if standby._managed is None:
             standby.launch()
         standby.await_ready()
+        if alias is not None:
+            self.controller.aliases[standby.hostname] = alias
         for queue in adopt or []:
             self.adopt(standby, queue)
         self.workers[spec] = standby

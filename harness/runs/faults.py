@@ -35,10 +35,9 @@ IDLE_HEARTBEATS = 4
 
 def take_over(r: DeliveryRunner, run: DeliveryRun) -> None:
     """The standby adopts the scenario's queue and becomes the next wK."""
-    ctl = r.cluster.controller
-    r.worker = r.cluster.replace(r.spec, adopt=[r.queue])
+    alias = f"w{r.consumers + 1}"
+    r.worker = r.cluster.replace(r.spec, adopt=[r.queue], alias=alias)
     r.consumers += 1
-    alias = ctl.aliases[r.worker.hostname] = f"w{r.consumers}"
     run.history.append(h.Restarted(alias))
 
 
