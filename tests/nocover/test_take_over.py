@@ -33,7 +33,7 @@ def test_redeliveries_to_the_standby_are_its_receipts(
         ctl = self.controller
 
         def receipts() -> int:
-            events = ctl._receipts + ctl.history.events  # type: ignore[attr-defined]
+            events = ctl._receipts + ctl.history.events
             return sum(isinstance(e, h.Received) for e in events)
 
         before = receipts()
