@@ -498,7 +498,8 @@ class Cluster:
         from django.conf import settings
 
         done = expiry.expire_redis(self.env["SUITE_CACHE_REDIS_URL"], key)
-        done += expiry.expire_memcached(self.env["SUITE_MEMCACHED"], key)
+        stored = self.controller.memcached_keys
+        done += expiry.expire_memcached(self.env["SUITE_MEMCACHED"], key, stored)
         for alias in ("db-sqlite", "db-postgres"):
             if alias in settings.CACHES:
                 done += expiry.expire_db_cache(alias, key)

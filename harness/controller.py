@@ -87,6 +87,8 @@ class Controller:
         # Pool children as their parent sees them (tasks/patches/child_order.py): taken
         # in, and jobs started in / results taken back from each, by pid.
         self.up: set[int] = set()
+        # Every key this example's tasks stored in memcached (tasks/instrument/memcache.py).
+        self.memcached_keys: set[str] = set()
         self.started_on: dict[int, int] = {}
         self.freed_on: dict[int, int] = {}
         self._attempts: dict[str, int] = {}
@@ -161,6 +163,8 @@ class Controller:
             self.adopted.add((msg["worker"], msg["queue"]))
         elif kind == "dropped":
             self.dropped[msg["worker"]] = self.dropped.get(msg["worker"], 0) + 1
+        elif kind == "memcached-key":
+            self.memcached_keys.add(msg["key"])
         elif kind == "up":
             self.up.add(msg["pid"])
         elif kind == "free":
@@ -358,6 +362,7 @@ class Controller:
         self.history = h.History()
         self.executions = {}
         self._accepting = set()
+        self.memcached_keys = set()
         self._attempts = {}
         self.expiries = 0
         self.anomalies = []

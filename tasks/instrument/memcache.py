@@ -24,7 +24,7 @@ from pymemcache.client.hash import HashClient
 from pymemcache.serde import pickle_serde
 
 from tasks.instrument import name as point_name
-from tasks.points import point
+from tasks.points import notify, point
 
 # _misc_cmd commands whose second word is a key.
 _KEYED_MISC = frozenset({b"delete", b"incr", b"decr", b"touch", b"md", b"mg", b"ms", b"ma"})
@@ -42,6 +42,9 @@ class InstrumentedClient(Client):
         point(point_name("memcached", verb_text, first, more=more, django=self.django_keys))
 
     def _store_cmd(self, name: bytes, values: Mapping[Any, Any], *args: Any, **kwargs: Any) -> Any:
+        for key in values:  # the server's own name, for the expiry move (harness/expiry.py)
+            full = self.check_key(key, self.key_prefix)
+            notify("memcached-key", key=full.decode("utf-8", "replace"))
         self._point(name, list(values))
         return super()._store_cmd(name, values, *args, **kwargs)
 
