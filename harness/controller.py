@@ -87,10 +87,10 @@ class Controller:
         # Pool children as their parent sees them (tasks/patches/child_order.py): taken
         # in, and jobs started in / results taken back from each, by pid.
         self.up: set[int] = set()
-        # Every key this example's tasks stored in memcached (tasks/instrument/memcache.py).
-        self.memcached_keys: set[str] = set()
         self.started_on: dict[int, int] = {}
         self.freed_on: dict[int, int] = {}
+        # Every key this example's tasks stored in memcached (tasks/instrument/memcache.py).
+        self.memcached_keys: set[str] = set()
         self._attempts: dict[str, int] = {}
         self._conn_exec: dict[int, str] = {}
         self._conn_pid: dict[int, int] = {}
@@ -130,12 +130,13 @@ class Controller:
     def wait(
         self,
         done: Callable[[], bool],
-        what: str,
+        what: str | Callable[[], str],
         timeout: float = DEFAULT_TIMEOUT,
         check: Callable[[], None] | None = None,
         poll: float = 0.5,
     ) -> None:
-        """Apply events until ``done()``; ``check()`` may raise to stop early.
+        """Apply events until ``done()``; ``check()`` may raise to stop early. ``what``
+        names what is awaited, in the timeout's message; a callable is asked only then.
 
         ``poll`` bounds the time between two looks at ``done()`` when it also reads
         state no event announces (a broker queue)."""
@@ -147,7 +148,8 @@ class Controller:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise HarnessTimeout(
-                        f"timed out after {timeout:.0f}s waiting for {what}; "
+                        f"timed out after {timeout:.0f}s waiting for "
+                        f"{what() if callable(what) else what}; "
                         f"executions: {self.describe()}"
                     )
                 self.pump(min(left, poll))

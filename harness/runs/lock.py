@@ -114,7 +114,7 @@ class LockRunner(Runner[LockRun]):
             self.cluster.send(worker, "suite.invoice", spec)
             ctl.wait(
                 lambda: ctl.started(task) is not None,
-                f"{task} to start on {worker.spec.name} ({self._slots()})",
+                lambda: f"{task} to start on {worker.spec.name} ({self._slots()})",
                 timeout=self.start_timeout,
             )
             return

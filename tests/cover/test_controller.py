@@ -264,3 +264,14 @@ def test_a_child_is_settled_once_its_parent_took_it_in_and_its_result_back(
     assert ctl.unsettled([child]) == [child]  # its result not back yet
     ctl._apply(0, {"t": "free", "pid": pid})
     assert ctl.unsettled([child]) == []
+
+
+def test_a_wait_names_what_it_awaited_as_it_was_at_the_timeout(ctl: Controller) -> None:
+    seen = ["at the start"]
+
+    def never() -> bool:
+        seen[0] = "at the timeout"
+        return False
+
+    with pytest.raises(HarnessTimeout, match="waiting for at the timeout;"):
+        ctl.wait(never, lambda: seen[0], timeout=0.2, poll=0.05)
